@@ -1,0 +1,96 @@
+"""The bench/compare workloads in Python asyncio (or uvloop with --uvloop).
+
+Usage: python3 workloads_asyncio.py [--uvloop] [workload ...]
+Prints "<workload> <metric> <value>" lines, like the C++ workload programs.
+"""
+import asyncio
+import statistics
+import sys
+import time
+
+
+def report(workload, metric, value):
+    print(f"{workload} {metric} {value:.3f}", flush=True)
+
+
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def child(i):
+    await asyncio.sleep(0)
+    return i
+
+
+ROUNDS = 5  # after a warm-up round; the median is reported, as in the C++ programs
+
+
+async def gather_100k():
+    n = 100_000
+    times = []
+    for rnd in range(ROUNDS + 1):
+        t0 = time.perf_counter()
+        r = await asyncio.gather(*[child(i) for i in range(n)])
+        s = time.perf_counter() - t0
+        assert len(r) == n and r[-1] == n - 1
+        if rnd > 0:
+            times.append(s)
+    report("gather_100k", "ns_per_task", statistics.median(times) * 1e9 / n)
+
+
+async def sleep0_1m():
+    n = 1_000_000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await asyncio.sleep(0)
+    report("sleep0_1m", "ns_per_op", (time.perf_counter() - t0) * 1e9 / n)
+
+
+async def yielder(n):
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def switch_1m():
+    n = 1_000_000
+    t0 = time.perf_counter()
+    await asyncio.gather(yielder(n // 2), yielder(n // 2))
+    report("switch_1m", "ns_per_op", (time.perf_counter() - t0) * 1e9 / n)
+
+
+async def sleeper():
+    await asyncio.sleep(0.050)
+
+
+async def sleep_100k():
+    n = 100_000
+    rss0 = rss_bytes()
+    t0 = time.perf_counter()
+    g = asyncio.gather(*[sleeper() for _ in range(n)])
+    await asyncio.sleep(0.025)
+    peak = rss_bytes()
+    await g
+    s = time.perf_counter() - t0
+    report("sleep_100k", "ns_overhead_per_timer", (s - 0.050) * 1e9 / n)
+    report("sleep_100k", "bytes_per_task", (peak - rss0) / n)
+
+
+WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
+             "sleep_100k": sleep_100k}
+
+
+def main(argv):
+    args = [a for a in argv if a != "--uvloop"]
+    if "--uvloop" in argv:
+        import uvloop
+        uvloop.install()
+    for name in args or list(WORKLOADS):
+        asyncio.run(WORKLOADS[name]())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

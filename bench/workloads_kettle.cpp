@@ -1,0 +1,101 @@
+// The bench/compare workloads in kettle. Usage: kettle_workloads [workload ...]
+#include <cstring>
+#include <vector>
+
+#include <kettle/kettle.hpp>
+
+#include "workload_report.hpp"
+
+using namespace std::chrono_literals;
+using kettle::Coro;
+
+namespace {
+
+Coro<int> child(int i) {
+  co_await kettle::sleep(0);
+  co_return i;
+}
+
+// 1. spawn + gather of 100 000 tasks that each sleep(0) once and return their index.
+Coro<> gather_100k() {
+  constexpr int n = 100'000;
+  std::vector<double> times;
+  for (int round = 0; round < bench::kRounds + 1; ++round) {  // round 0 warms up
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<Coro<int>> coros;
+    coros.reserve(n);
+    for (int i = 0; i < n; ++i)
+      coros.push_back(child(i));
+    std::vector<int> r = co_await kettle::gather(coros);
+    double s = bench::seconds_since(t0);
+    if (r.size() != n || r[n - 1] != n - 1) std::abort();
+    if (round > 0) times.push_back(s);
+  }
+  bench::report("gather_100k", "ns_per_task", bench::median(times) * 1e9 / n);
+}
+
+// 2. one task doing 1 000 000 sleep(0).
+Coro<> sleep0_1m() {
+  constexpr int n = 1'000'000;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i)
+    co_await kettle::sleep(0);
+  bench::report("sleep0_1m", "ns_per_op", bench::seconds_since(t0) * 1e9 / n);
+}
+
+// 2b. two tasks each doing 500 000 sleep(0): every sleep(0) really switches tasks.
+Coro<> yielder(int n) {
+  for (int i = 0; i < n; ++i)
+    co_await kettle::sleep(0);
+}
+Coro<> switch_1m() {
+  constexpr int n = 1'000'000;
+  auto t0 = std::chrono::steady_clock::now();
+  co_await kettle::gather(yielder(n / 2), yielder(n / 2));
+  bench::report("switch_1m", "ns_per_op", bench::seconds_since(t0) * 1e9 / n);
+}
+
+Coro<> sleeper() {
+  co_await kettle::sleep(50ms);
+}
+
+// 3. 100 000 concurrent sleep(50 ms): overhead per timer beyond the 50 ms, and memory.
+Coro<> sleep_100k() {
+  constexpr int n = 100'000;
+  long rss0 = bench::rss_bytes();
+  long peak = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<Coro<>> coros;
+  coros.reserve(n);
+  for (int i = 0; i < n; ++i)
+    coros.push_back(sleeper());
+  auto g = kettle::gather(coros);
+  co_await kettle::sleep(25ms);  // every sleeper is asleep now
+  peak = bench::rss_bytes();
+  co_await g;
+  double s = bench::seconds_since(t0);
+  bench::report("sleep_100k", "ns_overhead_per_timer", (s - 0.050) * 1e9 / n);
+  bench::report("sleep_100k", "bytes_per_task", double(peak - rss0) / n);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* all[] = {"gather_100k", "sleep0_1m", "switch_1m", "sleep_100k"};
+  std::vector<const char*> which(argv + 1, argv + argc);
+  if (which.empty()) which.assign(std::begin(all), std::end(all));
+  for (const char* w : which) {
+    if (!std::strcmp(w, "gather_100k"))
+      kettle::run(gather_100k());
+    else if (!std::strcmp(w, "sleep0_1m"))
+      kettle::run(sleep0_1m());
+    else if (!std::strcmp(w, "switch_1m"))
+      kettle::run(switch_1m());
+    else if (!std::strcmp(w, "sleep_100k"))
+      kettle::run(sleep_100k());
+    else {
+      std::fprintf(stderr, "unknown workload %s\n", w);
+      return 2;
+    }
+  }
+}

@@ -1,0 +1,191 @@
+// kettle/coro.hpp — the lazy coroutine type, `async def f() -> T`.
+//
+//   kettle::Coro<int> answer() { co_return 42; }
+//   kettle::Coro<> main_() { int x = co_await answer(); ... }
+//
+// A Coro does nothing until it is awaited. `co_await coro` runs it inside the awaiting
+// task, with no scheduling cost; its exception propagates to the awaiter. To run it
+// concurrently, make it a task: kettle::create_task(answer()). A Coro that is destroyed
+// without ever being awaited simply never runs. A Coro can be awaited once; awaiting it
+// again raises RuntimeError, as Python's "cannot reuse already awaited coroutine".
+//
+// T may be void, a value type or a move-only type; not a reference (return a pointer or
+// std::reference_wrapper instead).
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "kettle/exceptions.hpp"
+
+namespace kettle {
+
+namespace detail {
+template <class T>
+class CoroPromise;
+struct CoroAccess;
+}  // namespace detail
+
+template <class T = void>
+class [[nodiscard]] Coro {
+  static_assert(!std::is_reference_v<T>,
+                "kettle::Coro<T&> is not supported: return a pointer or std::reference_wrapper");
+
+ public:
+  using promise_type = detail::CoroPromise<T>;
+  using value_type = T;
+
+  Coro() noexcept = default;
+  Coro(Coro&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  Coro& operator=(Coro&& o) noexcept {
+    if (this != &o) {
+      if (h_) h_.destroy();
+      h_ = std::exchange(o.h_, {});
+    }
+    return *this;
+  }
+  ~Coro() {
+    if (h_) h_.destroy();
+  }
+
+  // False for a default-constructed or moved-from Coro.
+  bool valid() const noexcept { return bool(h_); }
+  explicit operator bool() const noexcept { return valid(); }
+
+  class Awaiter;
+  Awaiter operator co_await() & noexcept { return Awaiter(h_); }
+  Awaiter operator co_await() && noexcept { return Awaiter(h_); }
+
+ private:
+  friend struct detail::CoroAccess;
+  friend class detail::CoroPromise<T>;
+  using handle = std::coroutine_handle<promise_type>;
+  explicit Coro(handle h) noexcept : h_(h) {}
+  handle release() noexcept { return std::exchange(h_, {}); }
+
+  handle h_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail {
+
+// How a Coro was started. Awaiting a Coro resumes it from inside await_suspend; if it
+// finishes before suspending (the common case for short helpers), the awaiter simply does
+// not suspend. So a loop of a million synchronous `co_await f()` never nests frames on
+// the machine stack, even at -O0 where symmetric transfer is not a tail call.
+enum class CoroStart : std::uint8_t { fresh, starting, suspended, finished_inline, finished };
+
+// A task keeps its state inside the promise of its root coroutine, so that a task costs
+// one allocation, not two. Every Coro frame reserves the space; only a task root uses it.
+inline constexpr std::size_t kTaskStateSize = 80;
+
+class CoroPromiseBase {
+ public:
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+
+  struct FinalAwaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) const noexcept {
+      CoroPromiseBase& p = h.promise();
+      if (p.start_ == CoroStart::starting) {
+        p.start_ = CoroStart::finished_inline;
+        return std::noop_coroutine();  // back into the awaiter's await_suspend
+      }
+      p.start_ = CoroStart::finished;
+      return p.continuation_ ? p.continuation_ : std::noop_coroutine();
+    }
+    void await_resume() const noexcept {}
+  };
+  FinalAwaiter final_suspend() const noexcept { return {}; }
+
+  void unhandled_exception() noexcept;
+
+  // The first member, so that a task state placed here finds its promise (see TaskBase).
+  alignas(8) unsigned char task_state_[kTaskStateSize];
+  std::exception_ptr exception_;
+  std::coroutine_handle<> continuation_;
+  CoroStart start_ = CoroStart::fresh;
+  bool cancelled_ = false;  // exception_ holds a CancelledError
+};
+
+template <class T>
+class CoroPromise : public CoroPromiseBase {
+ public:
+  Coro<T> get_return_object() noexcept {
+    return Coro<T>(std::coroutine_handle<CoroPromise>::from_promise(*this));
+  }
+  template <class U = T>
+  requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+    value_.emplace(std::forward<U>(v));
+  }
+  T take() { return std::move(*value_); }
+
+  std::optional<T> value_;
+};
+
+template <>
+class CoroPromise<void> : public CoroPromiseBase {
+ public:
+  Coro<void> get_return_object() noexcept {
+    return Coro<void>(std::coroutine_handle<CoroPromise>::from_promise(*this));
+  }
+  void return_void() const noexcept {}
+  void take() const noexcept {}
+};
+
+[[noreturn]] void throw_coro_reused();
+
+// Lets tasks take a Coro's coroutine over.
+struct CoroAccess {
+  template <class T>
+  static auto handle(Coro<T>& c) noexcept {
+    return c.h_;
+  }
+  template <class T>
+  static auto release(Coro<T>& c) noexcept {
+    return c.release();
+  }
+};
+
+}  // namespace detail
+
+template <class T>
+class Coro<T>::Awaiter {
+ public:
+  explicit Awaiter(handle h) noexcept : h_(h) {}
+
+  bool await_ready() const {
+    if (!h_ || h_.promise().start_ != detail::CoroStart::fresh) detail::throw_coro_reused();
+    return false;
+  }
+
+  bool await_suspend(std::coroutine_handle<> parent) noexcept {
+    promise_type& p = h_.promise();
+    p.continuation_ = parent;
+    p.start_ = detail::CoroStart::starting;
+    h_.resume();
+    if (p.start_ == detail::CoroStart::finished_inline) return false;
+    p.start_ = detail::CoroStart::suspended;
+    return true;
+  }
+
+  T await_resume() {
+    promise_type& p = h_.promise();
+    if (p.exception_) std::rethrow_exception(p.exception_);
+    return p.take();
+  }
+
+ private:
+  handle h_;
+};
+
+}  // namespace kettle

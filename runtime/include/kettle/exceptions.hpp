@@ -1,0 +1,77 @@
+// kettle/exceptions.hpp — the exception types of asyncio and concurrent.futures.
+//
+//   CancelledError        thrown at the co_await where a cancelled task was suspended.
+//                         It deliberately does NOT derive from std::exception, so that
+//                         `catch (const std::exception&)` cannot swallow a cancellation
+//                         (the reason Python moved it to BaseException).
+//   Error                 base of every other kettle error (a std::runtime_error).
+//   RuntimeError          wrong use: no running loop, loop already running or closed, ...
+//   TimeoutError          a deadline passed (wait_for, timeout scopes).
+//   InvalidStateError     result() of something that is not done, and the like.
+//   ValueError            a bad argument value.
+//   ExceptionGroup        several exceptions at once (TaskGroup).
+#pragma once
+
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace kettle {
+
+class CancelledError {
+ public:
+  CancelledError() = default;
+  explicit CancelledError(std::string message) : message_(std::move(message)) {}
+
+  // The message given to cancel(msg); empty when none was given.
+  const std::string& message() const noexcept { return message_; }
+  const char* what() const noexcept { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class RuntimeError : public Error {
+ public:
+  using Error::Error;
+};
+
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+  TimeoutError() : Error("the operation timed out") {}
+};
+
+class InvalidStateError : public Error {
+ public:
+  using Error::Error;
+};
+
+class ValueError : public Error {
+ public:
+  using Error::Error;
+};
+
+class ExceptionGroup : public Error {
+ public:
+  ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions);
+
+  const std::string& message() const noexcept { return message_; }
+  const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+
+ private:
+  std::string message_;
+  std::vector<std::exception_ptr> exceptions_;
+};
+
+// A one-line description of any exception, CancelledError and foreign types included:
+// "kettle::ValueError: bad value". Used by the exception handler and by examples.
+std::string describe(const std::exception_ptr& e);
+
+}  // namespace kettle

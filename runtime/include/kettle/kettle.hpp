@@ -1,0 +1,8 @@
+// kettle/kettle.hpp — everything: asyncio for C++20.
+#pragma once
+
+#include "kettle/coro.hpp"
+#include "kettle/event_loop.hpp"
+#include "kettle/exceptions.hpp"
+#include "kettle/runners.hpp"
+#include "kettle/tasks.hpp"

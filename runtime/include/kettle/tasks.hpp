@@ -1,0 +1,433 @@
+// kettle/tasks.hpp — tasks, sleep and gather (asyncio.tasks).
+//
+//   kettle::Coro<int> fetch(int id) { co_await kettle::sleep(2s); co_return id; }
+//
+//   kettle::Coro<> main_() {
+//     kettle::Task<int> t = kettle::create_task(fetch(1), "fetch-1");
+//     auto [a, b] = co_await kettle::gather(fetch(2), fetch(3));   // concurrently
+//     int c = co_await t;
+//   }
+//
+// Task<T>         a coroutine scheduled on the running loop (asyncio.Task). The loop keeps
+//                 it alive until it finishes, so fire-and-forget is safe. Any number of
+//                 tasks may await it. A task that failed and whose exception nobody looked
+//                 at is reported to the loop's exception handler when it is destroyed
+//                 ("Task exception was never retrieved").
+// TaskRef         the same task without its result type (current_task(), all_tasks()).
+// create_task     schedules a Coro on the running loop; RuntimeError if none is running.
+// sleep(d)        suspends the task for d; sleep(0) lets every other ready task run once.
+// gather(...)     runs awaitables concurrently and collects their results in argument
+//                 order; see "gather" below.
+//
+// Tasks are loop-local, as in asyncio: use them from their loop's thread only.
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "kettle/coro.hpp"
+#include "kettle/detail/future_core.hpp"
+#include "kettle/detail/task_state.hpp"
+#include "kettle/detail/timer_heap.hpp"
+#include "kettle/exceptions.hpp"
+
+namespace kettle {
+
+namespace detail {
+template <class T, bool Take>
+class FutureAwaiter;
+}
+
+class TaskRef {
+ public:
+  TaskRef() noexcept = default;
+
+  bool done() const noexcept { return state_->done(); }
+  // True only if CancelledError actually left the coroutine (or it never started).
+  bool cancelled() const noexcept { return state_->cancelled(); }
+  // Requests cancellation: CancelledError(msg) is thrown where the task is suspended.
+  // False if the task is already done.
+  bool cancel(std::string_view msg = {}) { return state_->cancel(msg); }
+  std::uint32_t cancelling() const noexcept { return state_->cancelling(); }
+  std::uint32_t uncancel() noexcept { return state_->uncancel(); }
+  std::string get_name() const { return state_->get_name(); }
+  void set_name(std::string name) { state_->set_name(std::move(name)); }
+  // The exception the task failed with, null if it succeeded; InvalidStateError while
+  // pending, CancelledError if cancelled.
+  std::exception_ptr exception() const { return state_->exception(); }
+
+  explicit operator bool() const noexcept { return bool(state_); }
+  friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept {
+    return a.state_.get() == b.state_.get();
+  }
+
+  // Awaiting a TaskRef waits for the task and rethrows its exception; the value is dropped.
+  detail::FutureAwaiter<void, false> operator co_await() const noexcept;
+
+  // Implementation
+  explicit TaskRef(detail::TaskBase* adopted) noexcept : state_(adopted) {}
+  detail::TaskBase* state() const noexcept { return state_.get(); }
+
+ protected:
+  detail::CoreRef<detail::TaskBase> state_;
+};
+
+template <class T = void>
+class Task : public TaskRef {
+ public:
+  using value_type = T;
+  Task() noexcept = default;
+
+  // The result; InvalidStateError while pending, CancelledError if cancelled, the task's
+  // exception if it failed. On an rvalue the value is moved out.
+  decltype(auto) result() & { return detail::future_ref<T>(state_.get()); }
+  decltype(auto) result() && { return detail::future_take<T>(state_.get(), state_->refs() == 1); }
+
+  // fn(Task<T>&) or fn(), called through the loop once the task is done.
+  template <class F>
+  void add_done_callback(F&& fn);
+
+  // co_await on an lvalue gives T& (the value stays in the task); on an rvalue, T.
+  detail::FutureAwaiter<T, false> operator co_await() & noexcept;
+  detail::FutureAwaiter<T, true> operator co_await() && noexcept;
+
+  // Implementation
+  using TaskRef::TaskRef;
+};
+
+// Schedules `coro` on the running loop. RuntimeError if no loop is running on this thread.
+template <class T>
+Task<T> create_task(Coro<T> coro, std::string name = {});
+
+// The task running on this thread (empty outside a task).
+TaskRef current_task();
+// Every task of the running loop that has not finished.
+std::vector<TaskRef> all_tasks();
+
+// sleep(d): suspends the current task for d (≤ 0 acts as 0). sleep(0) yields: every
+// other ready task runs once before this one resumes. Cancelling the task disarms the
+// timer at once.
+class SleepAwaiter;
+template <class Rep, class Period>
+SleepAwaiter sleep(std::chrono::duration<Rep, Period> d) noexcept;
+SleepAwaiter sleep(double seconds) noexcept;
+
+// ---------------------------------------------------------------------------------------
+// gather
+//
+//   auto [a, b, c] = co_await gather(x(), y(), z());     // std::tuple, argument order
+//   std::vector<int> v = co_await gather(coros);        // a range of awaitables
+//   auto rs = co_await gather(return_exceptions, x(), y());
+//                                      // std::tuple<Result<X>, Result<Y>>: never throws
+//
+// Arguments may be Coros (made tasks at once), Tasks, other gathers or any awaitable.
+// Children run concurrently. A void child contributes std::monostate. By default the
+// first exception is propagated to the awaiter at once and the other children keep
+// running (asyncio's meaning). Cancelling the gather cancels every unfinished child; a
+// child cancelled from outside counts as that child raising CancelledError.
+// gather() returns a GatheringFuture, which can be awaited, cancelled and inspected.
+
+inline constexpr struct return_exceptions_t {
+  explicit return_exceptions_t() = default;
+} return_exceptions{};
+
+// A value or the exception that was raised instead (gather with return_exceptions).
+template <class T>
+class Result {
+ public:
+  using value_type = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+  Result(value_type v) : v_(std::in_place_index<0>, std::move(v)) {}
+  Result(std::exception_ptr e) : v_(std::in_place_index<1>, std::move(e)) {}
+
+  bool has_value() const noexcept { return v_.index() == 0; }
+  explicit operator bool() const noexcept { return has_value(); }
+  // The value, or rethrows the exception.
+  value_type& value() & {
+    if (!has_value()) std::rethrow_exception(std::get<1>(v_));
+    return std::get<0>(v_);
+  }
+  value_type value() && {
+    if (!has_value()) std::rethrow_exception(std::get<1>(v_));
+    return std::move(std::get<0>(v_));
+  }
+  // The exception, null if there is a value.
+  std::exception_ptr exception() const noexcept { return has_value() ? nullptr : std::get<1>(v_); }
+
+ private:
+  std::variant<value_type, std::exception_ptr> v_;
+};
+
+template <class R>
+class GatheringFuture {
+ public:
+  // False once done; otherwise cancels every unfinished child and returns whether any
+  // child took the request.
+  bool cancel(std::string_view msg = {}) { return state_->cancel(msg); }
+  bool done() const noexcept { return state_->done(); }
+  bool cancelled() const noexcept { return state_->cancelled(); }
+  std::exception_ptr exception() const { return state_->exception(); }
+  R& result() & { return detail::future_ref<R>(state_.get()); }
+  R result() && { return detail::future_take<R>(state_.get(), state_->refs() == 1); }
+
+  detail::FutureAwaiter<R, false> operator co_await() & noexcept;
+  detail::FutureAwaiter<R, true> operator co_await() && noexcept;
+
+  // Implementation
+  explicit GatheringFuture(detail::FutureCore* adopted) noexcept : state_(adopted) {}
+  detail::FutureCore* state() const noexcept { return state_.get(); }
+
+ private:
+  detail::CoreRef<detail::FutureCore> state_;
+};
+
+template <class... Aws>
+auto gather(Aws&&... aws);
+template <class... Aws>
+auto gather(return_exceptions_t, Aws&&... aws);
+
+// ---------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail {
+
+[[noreturn]] void throw_foreign_loop();
+[[noreturn]] void throw_await_self();
+
+// Awaits any FutureCore: registers as a waiter; cancelling the awaiting task cancels
+// the awaited future (which, for a task, may refuse or take its time).
+template <class T, bool Take>
+class FutureAwaiter : private Waiter, private CancelHook {
+ public:
+  explicit FutureAwaiter(FutureCore* f) noexcept : Waiter(&on_done), CancelHook{&hook}, f_(f) {}
+  FutureAwaiter(const FutureAwaiter&) = delete;
+  FutureAwaiter& operator=(const FutureAwaiter&) = delete;
+  ~FutureAwaiter() { f_->remove_waiter(*this); }
+
+  bool await_ready() const noexcept { return f_->done(); }
+
+  void await_suspend(std::coroutine_handle<> h) {
+    TaskBase& t = current_task_for_await();
+    if (f_->loop() != t.loop()) throw_foreign_loop();
+    if (f_ == static_cast<FutureCore*>(&t)) throw_await_self();
+    task_ = &t;
+    f_->add_waiter(*this);
+    t.suspend(h, this);
+  }
+
+  decltype(auto) await_resume() {
+    if (task_) task_->resume_point();
+    if constexpr (Take)
+      return future_take<T>(f_, f_->refs() == 1);  // the awaited handle is the only one
+    else
+      return future_ref<T>(f_);
+  }
+
+ private:
+  static void on_done(Waiter* w, bool abandoned) noexcept {
+    if (!abandoned) static_cast<FutureAwaiter*>(w)->task_->wake();
+  }
+  static bool hook(CancelHook* h) {
+    auto* a = static_cast<FutureAwaiter*>(h);
+    return a->f_->cancel(a->task_->cancel_message());
+  }
+
+  FutureCore* f_;
+  TaskBase* task_ = nullptr;
+};
+
+[[noreturn]] void throw_bad_task_coro();
+
+template <class T>
+Task<T> make_task(LoopCore& loop, Coro<T>&& coro, std::string name) {
+  if (!coro.valid() || CoroAccess::handle(coro).promise().start_ != CoroStart::fresh)
+    throw_bad_task_coro();
+  if (loop.closed) throw RuntimeError("Event loop is closed");
+  Task<T> t(TaskRoot<T>::create(loop, CoroAccess::release(coro)));
+  if (!name.empty()) t.set_name(std::move(name));
+  return t;
+}
+
+LoopCore& running_loop_core();  // RuntimeError("no running event loop")
+
+// What awaiting `Aw` produces, and how to make a loop-local future of it.
+template <class Aw>
+struct AwaitTraits;
+template <class T>
+struct AwaitTraits<Coro<T>> {
+  using value_type = T;
+};
+template <class T>
+struct AwaitTraits<Task<T>> {
+  using value_type = T;
+};
+template <class R>
+struct AwaitTraits<GatheringFuture<R>> {
+  using value_type = R;
+};
+template <class Aw>
+requires requires(Aw&& a) {
+  std::forward<Aw>(a).operator co_await();
+}
+struct AwaitTraits<Aw> {
+  using value_type =
+      std::remove_cvref_t<decltype(std::declval<Aw>().operator co_await().await_resume())>;
+};
+template <class Aw>
+requires requires(Aw&& a) {
+  a.await_resume();
+}
+struct AwaitTraits<Aw> {
+  using value_type = std::remove_cvref_t<decltype(std::declval<Aw&>().await_resume())>;
+};
+
+template <class Aw>
+using await_value_t = typename AwaitTraits<std::remove_cvref_t<Aw>>::value_type;
+
+template <class T, class Aw>
+Coro<T> await_as_coro(Aw aw) {
+  co_return co_await std::move(aw);
+}
+
+// A loop-local future for any awaitable: Coros become tasks, futures are used as they are.
+template <class Aw>
+CoreRef<FutureCore> ensure_future(LoopCore& loop, Aw&& aw) {
+  using A = std::remove_cvref_t<Aw>;
+  FutureCore* f;
+  if constexpr (std::is_base_of_v<TaskRef, A>) {
+    f = aw.state();
+    if (!f) throw RuntimeError("cannot await an empty Task");
+    if (f->loop() != &loop) throw_foreign_loop();
+    f->add_ref();
+  } else if constexpr (requires { aw.state(); }) {
+    f = aw.state();
+    if (f->loop() != &loop) throw_foreign_loop();
+    f->add_ref();
+  } else if constexpr (requires { typename A::promise_type; }) {
+    f = make_task(loop, std::move(aw), {}).state();
+    f->add_ref();
+  } else {
+    using T = await_value_t<Aw>;
+    f = make_task(loop, await_as_coro<T>(std::forward<Aw>(aw)), {}).state();
+    f->add_ref();
+  }
+  return CoreRef<FutureCore>(f);
+}
+
+}  // namespace detail
+
+template <class T>
+detail::FutureAwaiter<T, false> Task<T>::operator co_await() & noexcept {
+  return detail::FutureAwaiter<T, false>(state_.get());
+}
+template <class T>
+detail::FutureAwaiter<T, true> Task<T>::operator co_await() && noexcept {
+  return detail::FutureAwaiter<T, true>(state_.get());
+}
+inline detail::FutureAwaiter<void, false> TaskRef::operator co_await() const noexcept {
+  return detail::FutureAwaiter<void, false>(state_.get());
+}
+template <class R>
+detail::FutureAwaiter<R, false> GatheringFuture<R>::operator co_await() & noexcept {
+  return detail::FutureAwaiter<R, false>(state_.get());
+}
+template <class R>
+detail::FutureAwaiter<R, true> GatheringFuture<R>::operator co_await() && noexcept {
+  return detail::FutureAwaiter<R, true>(state_.get());
+}
+
+template <class T>
+template <class F>
+void Task<T>::add_done_callback(F&& fn) {
+  if constexpr (std::is_invocable_v<std::decay_t<F>&, Task<T>&>) {
+    state_->add_done_callback([self = *this, f = std::forward<F>(fn)]() mutable { f(self); });
+  } else {
+    static_assert(std::is_invocable_v<std::decay_t<F>&>,
+                  "kettle: a done callback takes the Task (Task<T>&) or nothing");
+    state_->add_done_callback(std::function<void()>(std::forward<F>(fn)));
+  }
+}
+
+template <class T>
+Task<T> create_task(Coro<T> coro, std::string name) {
+  return detail::make_task(detail::running_loop_core(), std::move(coro), std::move(name));
+}
+
+class SleepAwaiter : private detail::CancelHook {
+ public:
+  explicit SleepAwaiter(std::int64_t ns) noexcept : CancelHook{&hook} { node_.when = ns; }
+  // Movable until awaited (gather may take a sleep by value).
+  SleepAwaiter(SleepAwaiter&& o) noexcept : CancelHook{&hook} { node_.when = o.node_.when; }
+  SleepAwaiter& operator=(const SleepAwaiter&) = delete;
+  ~SleepAwaiter() {
+    if (node_.armed()) task()->loop()->timers.remove(&node_);
+  }
+
+  bool await_ready() const noexcept {
+    // sleep(0) when yielding would come straight back here costs nothing.
+    if (node_.when > 0) return false;
+    detail::LoopCore* l = detail::tls_loop;
+    return l && l->current_task && !l->current_task->cancel_requested() && l->yield_is_noop();
+  }
+
+  void await_suspend(std::coroutine_handle<> h) {
+    detail::TaskBase& t = detail::current_task_for_await();
+    node_.target = &t;
+    if (node_.when <= 0) {
+      t.suspend(h, nullptr);
+      detail::tls_loop->schedule(&t);
+      return;
+    }
+    arm(t, h);
+  }
+
+  void await_resume() {
+    if (!node_.target) return;  // did not suspend
+    // Consume a pending cancel request even when the timer was aborted by the hook.
+    if (task()->take_cancel() | (node_.index == detail::TimerNode::cancelled))
+      task()->throw_cancelled();
+  }
+
+ private:
+  detail::TaskBase* task() const noexcept { return static_cast<detail::TaskBase*>(node_.target); }
+  void arm(detail::TaskBase& t, std::coroutine_handle<> h);
+
+  static bool hook(detail::CancelHook* h) noexcept {
+    auto* a = static_cast<SleepAwaiter*>(h);
+    if (!a->node_.armed()) return false;  // already fired
+    a->task()->loop()->timers.remove(&a->node_);
+    a->node_.index = detail::TimerNode::cancelled;
+    a->task()->wake();
+    return true;
+  }
+
+  detail::TimerNode node_;  // when: the duration until awaited, then the deadline
+};
+
+template <class Rep, class Period>
+SleepAwaiter sleep(std::chrono::duration<Rep, Period> d) noexcept {
+  if (d <= d.zero()) return SleepAwaiter(0);
+  using namespace std::chrono;
+  // Round up so that a sleep never ends early, and saturate instead of overflowing.
+  if (duration<double>(d) >= duration<double>(hours(24 * 365 * 100)))
+    return SleepAwaiter(duration_cast<nanoseconds>(hours(24 * 365 * 100)).count());
+  return SleepAwaiter(ceil<nanoseconds>(d).count());
+}
+
+inline SleepAwaiter sleep(double seconds) noexcept {
+  // NaN sleeps zero, like a negative delay.
+  if (!(seconds > 0)) return SleepAwaiter(0);
+  return sleep(std::chrono::duration<double>(seconds));
+}
+
+}  // namespace kettle
+
+#include "kettle/detail/gather.hpp"

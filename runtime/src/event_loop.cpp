@@ -1,0 +1,227 @@
+#include "kettle/event_loop.hpp"
+
+#include <cstdio>
+
+#include <asio/post.hpp>
+
+namespace kettle {
+
+namespace {
+// A posted cross-thread callback that is dropped unrun still releases its node.
+struct PostedNode {
+  detail::LoopCore* loop;
+  Handle::Node* node;
+  PostedNode(detail::LoopCore* l, Handle::Node* n) noexcept : loop(l), node(n) {}
+  PostedNode(PostedNode&& o) noexcept : loop(o.loop), node(std::exchange(o.node, nullptr)) {}
+  ~PostedNode() {
+    if (node) node->release();
+  }
+  void operator()() {
+    if (loop->closed) return;
+    loop->schedule(node);
+    node = nullptr;
+  }
+};
+}  // namespace
+
+EventLoop::EventLoop() = default;
+
+EventLoop::~EventLoop() {
+  if (running_) {
+    std::fputs("kettle: an EventLoop was destroyed while running\n", stderr);
+    std::abort();
+  }
+  close();
+}
+
+double EventLoop::time() const noexcept {
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+void EventLoop::check_open() const {
+  if (core_.closed) throw RuntimeError("Event loop is closed");
+}
+
+void EventLoop::check_thread() const {
+  if (debug_ && running_ && std::this_thread::get_id() != thread_)
+    throw RuntimeError(
+        "Non-thread-safe operation invoked on an event loop other than the current one; "
+        "use call_soon_threadsafe()");
+}
+
+void EventLoop::check_can_run() const {
+  if (running_) throw RuntimeError("This event loop is already running");
+  if (detail::tls_loop)
+    throw RuntimeError("Cannot run the event loop while another loop is running");
+}
+
+void EventLoop::schedule_threadsafe(Handle::Node* node) {
+  asio::post(io_, PostedNode(&core_, node));
+}
+
+void EventLoop::run_forever() {
+  check_open();
+  check_can_run();
+  struct Running {
+    EventLoop& loop;
+    explicit Running(EventLoop& l) : loop(l) {
+      loop.running_ = true;
+      loop.thread_ = std::this_thread::get_id();
+      detail::tls_loop = &loop.core_;
+    }
+    ~Running() {
+      detail::tls_loop = nullptr;
+      loop.running_ = false;
+      loop.core_.stopping = false;
+      loop.thread_ = {};
+    }
+  } running(*this);
+  for (;;) {
+    run_once();
+    if (core_.stopping) break;
+  }
+}
+
+void EventLoop::run_once() {
+  detail::ReadyQueue& ready = core_.ready;
+  detail::TimerHeap& timers = core_.timers;
+  if (ready.empty() && !core_.stopping) {
+    std::int64_t timeout = -1;
+    if (!timers.empty()) {
+      timeout = timers.next_deadline() - detail::now_ns();
+      if (timeout < 0) timeout = 0;
+    }
+    if (timeout != 0) {
+      ready.trim();  // idle: give back what a burst of tasks made the queues grow to
+      timers.trim();
+      wait_io(timeout);
+    }
+    poll_io();
+    core_.io_tick = 0;
+  } else if (++core_.io_tick >= detail::LoopCore::kIoInterval) {
+    core_.io_tick = 0;
+    poll_io();
+  }
+  if (!timers.empty()) {
+    timers.pop_due(detail::now_ns(), [&](detail::TimerNode* n) { ready.push(n->target); });
+  }
+  // Run the batch that is ready now; what it schedules runs in the next iteration.
+  for (std::size_t n = ready.size(); n > 0; --n)
+    ready.pop()->run();
+}
+
+void EventLoop::poll_io() noexcept {
+  for (;;) {
+    try {
+      io_.poll();
+      return;
+    } catch (...) {
+      call_exception_handler({"Exception in an Asio handler", std::current_exception(), {}});
+    }
+  }
+}
+
+void EventLoop::wait_io(std::int64_t timeout_ns) noexcept {
+  try {
+    if (timeout_ns < 0)
+      io_.run_one();
+    else
+      io_.run_one_for(std::chrono::nanoseconds(timeout_ns));
+  } catch (...) {
+    call_exception_handler({"Exception in an Asio handler", std::current_exception(), {}});
+  }
+}
+
+void EventLoop::close() {
+  if (running_) throw RuntimeError("Cannot close a running event loop");
+  if (core_.closed) return;
+  core_.closed = true;
+  // Timers first, so that destroying suspended coroutines finds no armed sleep.
+  std::vector<detail::Runnable*> timer_targets;
+  core_.timers.clear([&](detail::TimerNode* n) { timer_targets.push_back(n->target); });
+  for (detail::Runnable* r : timer_targets)
+    r->drop();
+  core_.ready.drain([](detail::Runnable* r) { r->drop(); });
+  // Tasks that never finished: destroy their coroutines (running destructors of their
+  // locals), as Python does when it collects a pending task.
+  std::vector<detail::TaskBase*> pending;
+  for (detail::TaskBase* t = core_.tasks_head; t; t = t->next_task_)
+    pending.push_back(t);
+  core_.tasks_head = nullptr;
+  for (detail::TaskBase* t : pending) {
+    t->prev_task_ = t->next_task_ = nullptr;
+    call_exception_handler({"Task was destroyed but it is pending!", nullptr, t->get_name()});
+    t->abandon_pending();  // its coroutine goes when the last reference does
+  }
+  for (detail::TaskBase* t : pending)
+    t->release();
+}
+
+void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
+  if (!handler_) {
+    default_exception_handler(context);
+    return;
+  }
+  try {
+    handler_(*this, context);
+  } catch (...) {
+    default_exception_handler(
+        {"Unhandled error in exception handler", std::current_exception(), context.task_name});
+    default_exception_handler(context);
+  }
+}
+
+void EventLoop::default_exception_handler(const ExceptionContext& context) noexcept {
+  try {
+    std::string text = "kettle: " + context.message + "\n";
+    if (!context.task_name.empty()) text += "  task: " + context.task_name + "\n";
+    if (context.exception) text += "  exception: " + describe(context.exception) + "\n";
+    std::fputs(text.c_str(), stderr);
+  } catch (...) {
+    std::fputs("kettle: (could not format an error report)\n", stderr);
+  }
+}
+
+EventLoop& get_running_loop() {
+  return detail::running_loop_core().owner;
+}
+
+// Handle
+
+Handle::Handle(const Handle& o) noexcept : node_(o.node_) {
+  if (node_) node_->add_ref();
+}
+
+Handle::~Handle() {
+  if (node_) node_->release();
+}
+
+void Handle::cancel() noexcept {
+  if (!node_) return;
+  node_->cancelled.store(true, std::memory_order_relaxed);
+  if (node_->timer.armed()) {
+    node_->loop->timers.remove(&node_->timer);
+    node_->release();  // the heap's reference
+  }
+}
+
+bool Handle::cancelled() const noexcept {
+  return node_ && node_->cancelled.load(std::memory_order_relaxed);
+}
+
+double TimerHandle::when() const noexcept {
+  return node_ ? double(node_->timer.when) * 1e-9 : 0.0;
+}
+
+void Handle::Node::run() noexcept {
+  if (!cancelled.load(std::memory_order_relaxed)) {
+    try {
+      invoke();
+    } catch (...) {
+      loop->owner.call_exception_handler({"Exception in callback", std::current_exception(), {}});
+    }
+  }
+  release();
+}
+
+}  // namespace kettle

@@ -1,0 +1,44 @@
+#include "kettle/exceptions.hpp"
+
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <memory>
+#include <typeinfo>
+
+namespace kettle {
+
+namespace {
+std::string group_what(const std::string& message, std::size_t n) {
+  return message + " (" + std::to_string(n) + " sub-exception" + (n == 1 ? "" : "s") + ")";
+}
+
+std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                           std::free);
+  return status == 0 && d ? std::string(d.get()) : std::string(name);
+}
+}  // namespace
+
+ExceptionGroup::ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions)
+    : Error(group_what(message, exceptions.size())),
+      message_(std::move(message)),
+      exceptions_(std::move(exceptions)) {}
+
+std::string describe(const std::exception_ptr& e) {
+  if (!e) return "no exception";
+  try {
+    std::rethrow_exception(e);
+  } catch (const CancelledError& c) {
+    return c.message().empty() ? "kettle::CancelledError"
+                               : "kettle::CancelledError: " + c.message();
+  } catch (const std::exception& x) {
+    return demangle(typeid(x).name()) + ": " + x.what();
+  } catch (...) {
+    const std::type_info* t = abi::__cxa_current_exception_type();
+    return t ? demangle(t->name()) : std::string("unknown exception");
+  }
+}
+
+}  // namespace kettle

@@ -1,0 +1,146 @@
+#include "kettle/detail/future_core.hpp"
+
+#include "kettle/event_loop.hpp"
+
+namespace kettle::detail {
+
+FutureCore::~FutureCore() {
+  anchor_->release();
+}
+
+void FutureCore::destroy() noexcept {
+  report_if_never_retrieved();
+  dispose();
+}
+
+FutureCore::Extras& FutureCore::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
+void FutureCore::report_if_never_retrieved() noexcept {
+  if (state_ != State::finished || retrieved_ || exc_is_cancel_) return;
+  std::exception_ptr e = exception_slot();
+  if (!e) return;
+  ExceptionContext ctx{never_retrieved_message(), e, {}};
+  try {
+    ctx.task_name = describe_for_handler();
+  } catch (...) {
+  }
+  if (LoopCore* l = anchor_->loop)
+    l->owner.call_exception_handler(ctx);
+  else
+    EventLoop::default_exception_handler(ctx);
+}
+
+std::exception_ptr FutureCore::exception() {
+  if (state_ == State::pending)
+    throw InvalidStateError("Exception is not set: the work is not done yet.");
+  if (state_ == State::cancelled) std::rethrow_exception(cancelled_error());
+  retrieved_ = true;
+  return exception_slot();
+}
+
+void FutureCore::check_result() {
+  if (state_ == State::pending)
+    throw InvalidStateError("Result is not set: the work is not done yet (co_await it first).");
+  if (state_ == State::cancelled) std::rethrow_exception(cancelled_error());
+  if (std::exception_ptr& e = exception_slot()) {
+    retrieved_ = true;
+    std::rethrow_exception(e);
+  }
+}
+
+std::exception_ptr FutureCore::cancelled_error() noexcept {
+  std::exception_ptr& e = exception_slot();
+  return e ? e : std::make_exception_ptr(CancelledError());
+}
+
+void FutureCore::add_waiter(Waiter& w) noexcept {
+  if (tail_) {
+    w.next = tail_->next;
+    tail_->next = &w;
+  } else {
+    w.next = &w;
+  }
+  tail_ = &w;
+}
+
+void FutureCore::remove_waiter(Waiter& w) noexcept {
+  if (!w.linked()) return;
+  Waiter* prev = tail_;
+  while (prev->next != &w)
+    prev = prev->next;
+  if (prev == &w)
+    tail_ = nullptr;  // it was the only one
+  else {
+    prev->next = w.next;
+    if (tail_ == &w) tail_ = prev;
+  }
+  w.next = nullptr;
+}
+
+void FutureCore::add_done_callback(std::function<void()> fn) {
+  if (done()) {
+    LoopCore* l = loop();
+    if (!l) throw RuntimeError("Event loop is closed");
+    l->owner.call_soon(std::move(fn));
+    return;
+  }
+  extras().callbacks.push_back(std::move(fn));
+}
+
+void FutureCore::finish_exception(std::exception_ptr e, bool is_cancelled_error) noexcept {
+  exception_slot() = std::move(e);
+  exc_is_cancel_ = is_cancelled_error;
+  complete(State::finished);
+}
+
+void FutureCore::finish_cancelled(std::exception_ptr cancelled_error) noexcept {
+  exception_slot() = std::move(cancelled_error);
+  complete(State::cancelled);
+}
+
+void FutureCore::complete(State s) noexcept {
+  add_ref();  // a waiter may drop the last outside reference while we notify
+  state_ = s;
+  while (Waiter* tail = tail_) {
+    Waiter* w = tail->next;
+    if (w == tail)
+      tail_ = nullptr;
+    else
+      tail->next = w->next;
+    w->next = nullptr;
+    w->notify(w, false);
+  }
+  if (extras_ && !extras_->callbacks.empty()) {
+    auto callbacks = std::move(extras_->callbacks);
+    LoopCore* l = loop();
+    if (l && !l->closed) {
+      for (auto& fn : callbacks) {
+        try {
+          l->owner.call_soon(std::move(fn));
+        } catch (...) {
+          l->owner.call_exception_handler(
+              {"could not schedule a done callback", std::current_exception(), {}});
+        }
+      }
+    }
+  }
+  release();
+}
+
+void FutureCore::abandon() noexcept {
+  while (Waiter* tail = tail_) {
+    Waiter* w = tail->next;
+    if (w == tail)
+      tail_ = nullptr;
+    else
+      tail->next = w->next;
+    w->next = nullptr;
+    w->notify(w, true);
+  }
+  if (extras_) extras_->callbacks.clear();
+}
+
+}  // namespace kettle::detail

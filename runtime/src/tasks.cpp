@@ -1,0 +1,161 @@
+#include "kettle/tasks.hpp"
+
+#include "kettle/event_loop.hpp"
+
+namespace kettle {
+
+namespace detail {
+
+TaskBase::TaskBase(LoopCore& loop, std::coroutine_handle<> root) noexcept
+    : FutureCore(loop), id_(loop.next_task_id++), resume_(root) {
+  add_ref();  // the loop's reference, dropped when the task finishes
+  next_task_ = loop.tasks_head;
+  if (next_task_) next_task_->prev_task_ = this;
+  loop.tasks_head = this;
+  loop.schedule(this);
+}
+
+void TaskBase::run() noexcept {
+  hook_ = nullptr;
+  if (flags_ & kMustCancel) [[unlikely]] {
+    flags_ &= ~kMustCancel;
+    if (!(flags_ & kStarted)) {
+      cancel_before_start();
+      return;
+    }
+    flags_ |= kThrowCancel;
+  }
+  flags_ |= kStarted;
+  LoopCore* l = tls_loop;  // a task only ever runs on its own loop's thread
+  l->current_task = this;
+  resume_.resume();
+  l->current_task = nullptr;
+  if (flags_ & kThrowCancel) [[unlikely]] {
+    // Resumed by an awaitable that does not know about cancellation: keep the request
+    // for the next suspension point.
+    flags_ = (flags_ & ~kThrowCancel) | kMustCancel;
+  }
+  if (promise().start_ == CoroStart::finished) settle_and_unregister();
+}
+
+void TaskBase::cancel_before_start() noexcept {
+  // A task cancelled before it started never runs its body.
+  finish_cancelled(std::make_exception_ptr(CancelledError(std::string(cancel_message()))));
+  unregister();
+}
+
+void TaskBase::settle_and_unregister() noexcept {
+  CoroPromiseBase& p = promise();
+  if (p.exception_) {
+    if (p.cancelled_)
+      finish_cancelled(p.exception_);
+    else
+      finish_exception(p.exception_, false);
+  } else if (flags_ & kMustCancel) {  // cancelled right before the coroutine returned
+    flags_ &= ~kMustCancel;
+    finish_cancelled(std::make_exception_ptr(CancelledError(std::string(cancel_message()))));
+  } else {
+    finish();  // the value is already in the promise
+  }
+  unregister();  // may dispose of this
+}
+
+void TaskBase::unregister() noexcept {
+  if (LoopCore* l = loop()) {
+    if (prev_task_)
+      prev_task_->next_task_ = next_task_;
+    else
+      l->tasks_head = next_task_;
+    if (next_task_) next_task_->prev_task_ = prev_task_;
+  }
+  prev_task_ = next_task_ = nullptr;
+  release();
+}
+
+bool TaskBase::cancel(std::string_view msg) {
+  retrieved_ = true;  // asyncio: a cancelled task's exception is not reported
+  if (done()) return false;
+  ++num_cancels_;
+  if (!msg.empty() || extras_if_any()) extras().cancel_message.assign(msg);
+  if (hook_ && hook_->cancel(hook_)) return true;
+  flags_ |= kMustCancel;
+  return true;
+}
+
+std::uint32_t TaskBase::uncancel() noexcept {
+  if (num_cancels_ > 0 && --num_cancels_ == 0) flags_ &= ~kMustCancel;
+  return num_cancels_;
+}
+
+std::string TaskBase::get_name() const {
+  if (Extras* e = extras_if_any(); e && e->has_name) return e->name;
+  return "Task-" + std::to_string(id_);
+}
+
+void TaskBase::set_name(std::string name) {
+  Extras& e = extras();
+  e.name = std::move(name);
+  e.has_name = true;
+}
+
+std::string_view TaskBase::cancel_message() const noexcept {
+  Extras* e = extras_if_any();
+  return e ? std::string_view(e->cancel_message) : std::string_view();
+}
+
+void TaskBase::throw_cancelled() const {
+  throw CancelledError(std::string(cancel_message()));
+}
+
+void throw_not_in_task() {
+  throw RuntimeError(
+      "a kettle awaitable was awaited outside a task: run the coroutine with kettle::run(), "
+      "loop.run_until_complete() or kettle::create_task()");
+}
+
+LoopCore& running_loop_core() {
+  LoopCore* l = tls_loop;
+  if (!l)
+    throw RuntimeError("no running event loop (call this from a coroutine run by kettle::run)");
+  return *l;
+}
+
+void throw_foreign_loop() {
+  throw RuntimeError(
+      "this task or future belongs to a different event loop; cross loops with "
+      "run_coroutine_threadsafe() or call_soon_threadsafe()");
+}
+
+void throw_await_self() {
+  throw RuntimeError("Task cannot await on itself");
+}
+
+void throw_bad_task_coro() {
+  throw RuntimeError("create_task() needs a Coro that was neither awaited nor moved from");
+}
+
+}  // namespace detail
+
+void SleepAwaiter::arm(detail::TaskBase& t, std::coroutine_handle<> h) {
+  node_.when += detail::now_ns();  // from a duration to a deadline
+  t.loop()->timers.push(&node_);
+  t.suspend(h, this);
+}
+
+TaskRef current_task() {
+  detail::TaskBase* t = detail::running_task();
+  if (!t) return {};
+  t->add_ref();
+  return TaskRef(t);
+}
+
+std::vector<TaskRef> all_tasks() {
+  std::vector<TaskRef> out;
+  for (detail::TaskBase* t = detail::running_loop_core().tasks_head; t; t = t->next_task_) {
+    t->add_ref();
+    out.emplace_back(t);
+  }
+  return out;
+}
+
+}  // namespace kettle

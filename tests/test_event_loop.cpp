@@ -1,0 +1,356 @@
+// kettle::EventLoop: callbacks, timers, running and stopping, closing, thread-safe entry.
+// Names follow CPython's test_base_events.py / test_events.py where a test mirrors one.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <kettle/kettle.hpp>
+
+using namespace std::chrono_literals;
+using kettle::Coro;
+using kettle::EventLoop;
+
+TEST(EventLoop, test_call_soon_runs_in_fifo_order) {
+  EventLoop loop;
+  std::vector<int> order;
+  for (int i = 0; i < 100; ++i)
+    loop.call_soon([&order, i] { order.push_back(i); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  ASSERT_EQ(order.size(), 100u);
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(order[i], i);
+}
+
+TEST(EventLoop, test_call_soon_scheduled_during_batch_runs_next_iteration) {
+  EventLoop loop;
+  std::vector<std::string> order;
+  loop.call_soon([&] {
+    order.push_back("a");
+    loop.call_soon([&] { order.push_back("c"); });
+  });
+  loop.call_soon([&] {
+    order.push_back("b");
+    loop.stop();  // stop() lets the current batch finish; "c" belongs to the next one
+  });
+  loop.run_forever();
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "b"}));
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST(EventLoop, test_call_later_fires_in_deadline_order) {
+  EventLoop loop;
+  std::vector<int> order;
+  loop.call_later(30ms, [&] { order.push_back(3); });
+  loop.call_later(10ms, [&] { order.push_back(1); });
+  loop.call_later(20ms, [&] { order.push_back(2); });
+  loop.call_later(40ms, [&] { loop.stop(); });
+  double t0 = loop.time();
+  loop.run_forever();
+  EXPECT_GE(loop.time() - t0, 0.039);
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+}
+
+TEST(EventLoop, test_call_at_equal_deadlines_fire_in_scheduling_order) {
+  EventLoop loop;
+  std::vector<int> order;
+  auto when = EventLoop::clock::now() + 5ms;
+  for (int i = 0; i < 50; ++i)
+    loop.call_at(when, [&order, i] { order.push_back(i); });
+  loop.call_at(when + 1ms, [&] { loop.stop(); });
+  loop.run_forever();
+  ASSERT_EQ(order.size(), 50u);
+  for (int i = 0; i < 50; ++i)
+    EXPECT_EQ(order[i], i);
+}
+
+TEST(EventLoop, test_call_at_in_loop_time_units) {
+  EventLoop loop;
+  bool fired = false;
+  double when = loop.time() + 0.01;
+  kettle::TimerHandle h = loop.call_at(when, [&] {
+    fired = true;
+    loop.stop();
+  });
+  EXPECT_NEAR(h.when(), when, 1e-6);
+  loop.run_forever();
+  EXPECT_TRUE(fired);
+  EXPECT_GE(loop.time(), when);
+}
+
+TEST(EventLoop, test_handle_cancel) {
+  EventLoop loop;
+  int runs = 0;
+  kettle::Handle h = loop.call_soon([&] { ++runs; });
+  EXPECT_FALSE(h.cancelled());
+  h.cancel();
+  EXPECT_TRUE(h.cancelled());
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(runs, 0);
+  h.cancel();  // harmless after the fact
+}
+
+TEST(EventLoop, test_timer_handle_cancel_disarms_at_once) {
+  EventLoop loop;
+  int runs = 0;
+  kettle::TimerHandle far = loop.call_later(3600s, [&] { ++runs; });
+  kettle::TimerHandle near = loop.call_later(1ms, [&] { ++runs; });
+  EXPECT_EQ(loop.core().timers.size(), 2u);
+  far.cancel();
+  EXPECT_EQ(loop.core().timers.size(), 1u);  // gone now, not when it would have expired
+  near.cancel();
+  EXPECT_EQ(loop.core().timers.size(), 0u);
+  loop.call_later(5ms, [&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(runs, 0);
+}
+
+TEST(EventLoop, test_time_is_monotonic_seconds) {
+  EventLoop loop;
+  double a = loop.time();
+  std::this_thread::sleep_for(2ms);
+  double b = loop.time();
+  EXPECT_GT(b, a);
+  EXPECT_LT(b - a, 1.0);
+}
+
+TEST(EventLoop, test_run_forever_pre_stopped) {
+  // stop() before run_forever(): it runs one iteration and returns.
+  EventLoop loop;
+  int runs = 0;
+  loop.call_soon([&] { ++runs; });
+  loop.stop();
+  loop.run_forever();
+  EXPECT_EQ(runs, 1);
+  EXPECT_FALSE(loop.is_running());
+}
+
+TEST(EventLoop, test_run_until_complete_returns_result) {
+  EventLoop loop;
+  auto body = []() -> Coro<int> {
+    co_await kettle::sleep(1ms);
+    co_return 7;
+  };
+  EXPECT_EQ(loop.run_until_complete(body()), 7);
+  EXPECT_FALSE(loop.is_running());
+}
+
+TEST(EventLoop, test_run_until_complete_raises_exception) {
+  EventLoop loop;
+  auto body = []() -> Coro<int> {
+    throw std::logic_error("boom");
+    co_return 0;
+  };
+  EXPECT_THROW(loop.run_until_complete(body()), std::logic_error);
+}
+
+TEST(EventLoop, test_run_until_complete_stopped) {
+  EventLoop loop;
+  auto body = [&]() -> Coro<> {
+    loop.stop();
+    co_await kettle::sleep(10ms);
+  };
+  try {
+    loop.run_until_complete(body());
+    FAIL() << "expected RuntimeError";
+  } catch (const kettle::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("stopped before"), std::string::npos);
+  }
+}
+
+TEST(EventLoop, test_run_nested_raises) {
+  EventLoop loop;
+  EventLoop other;
+  auto body = [&]() -> Coro<> {
+    EXPECT_TRUE(loop.is_running());
+    EXPECT_THROW(loop.run_forever(), kettle::RuntimeError);
+    EXPECT_THROW(other.run_forever(), kettle::RuntimeError);  // another loop on this thread
+    co_return;
+  };
+  loop.run_until_complete(body());
+}
+
+TEST(EventLoop, test_close) {
+  EventLoop loop;
+  EXPECT_FALSE(loop.is_closed());
+  loop.close();
+  EXPECT_TRUE(loop.is_closed());
+  loop.close();  // twice is fine
+  EXPECT_THROW(loop.run_forever(), kettle::RuntimeError);
+  EXPECT_THROW(loop.call_soon([] {}), kettle::RuntimeError);
+  EXPECT_THROW(loop.call_later(1s, [] {}), kettle::RuntimeError);
+  auto body = []() -> Coro<> { co_return; };
+  EXPECT_THROW(loop.run_until_complete(body()), kettle::RuntimeError);
+}
+
+TEST(EventLoop, test_close_running_loop_raises) {
+  EventLoop loop;
+  bool raised = false;
+  loop.call_soon([&] {
+    try {
+      loop.close();
+    } catch (const kettle::RuntimeError&) {
+      raised = true;
+    }
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_TRUE(raised);
+}
+
+TEST(EventLoop, test_close_destroys_pending_tasks_and_timers) {
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> weak = token;
+  std::vector<std::string> reports;
+  {
+    EventLoop loop;
+    loop.set_exception_handler(
+        [&](EventLoop&, const kettle::ExceptionContext& c) { reports.push_back(c.message); });
+    auto sleeper = [](std::shared_ptr<int> p) -> Coro<> { co_await kettle::sleep(3600s); };
+    kettle::Task<> t;
+    auto starter = [&]() -> Coro<> {
+      t = kettle::create_task(sleeper(std::move(token)));
+      co_await kettle::sleep(0);
+    };
+    loop.run_until_complete(starter());
+    EXPECT_FALSE(t.done());
+    EXPECT_FALSE(weak.expired());
+    loop.close();
+    EXPECT_EQ(loop.core().timers.size(), 0u);
+    EXPECT_FALSE(t.done());
+    // As in Python, the coroutine is destroyed with the last reference to its task.
+    EXPECT_FALSE(weak.expired());
+    t = {};
+    EXPECT_TRUE(weak.expired());
+  }
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0], "Task was destroyed but it is pending!");
+}
+
+TEST(EventLoop, test_get_running_loop) {
+  EXPECT_THROW(kettle::get_running_loop(), kettle::RuntimeError);
+  EventLoop loop;
+  EventLoop* seen = nullptr;
+  loop.call_soon([&] {
+    seen = &kettle::get_running_loop();
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_EQ(seen, &loop);
+  EXPECT_THROW(kettle::get_running_loop(), kettle::RuntimeError);
+}
+
+TEST(EventLoop, test_default_exc_handler_callback) {
+  EventLoop loop;
+  std::vector<kettle::ExceptionContext> seen;
+  loop.set_exception_handler(
+      [&](EventLoop&, const kettle::ExceptionContext& c) { seen.push_back(c); });
+  loop.call_soon([] { throw std::runtime_error("callback failed"); });
+  bool after = false;
+  loop.call_soon([&] {
+    after = true;  // the loop goes on after a failing callback
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_TRUE(after);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].message, "Exception in callback");
+  EXPECT_EQ(kettle::describe(seen[0].exception), "std::runtime_error: callback failed");
+}
+
+TEST(EventLoop, test_set_exc_handler_broken) {
+  EventLoop loop;
+  loop.set_exception_handler(
+      [](EventLoop&, const kettle::ExceptionContext&) { throw std::runtime_error("handler"); });
+  testing::internal::CaptureStderr();
+  loop.call_soon([] { throw std::runtime_error("callback"); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("Unhandled error in exception handler"), std::string::npos);
+  EXPECT_NE(err.find("callback"), std::string::npos);
+}
+
+TEST(EventLoop, test_call_soon_threadsafe_wakes_blocked_loop) {
+  EventLoop loop;
+  std::atomic<bool> started{false};
+  std::thread::id ran_on;
+  loop.call_soon([&] { started = true; });
+  std::thread other([&] {
+    while (!started)
+      std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(20ms);  // the loop is now blocked with nothing to do
+    loop.call_soon_threadsafe([&] {
+      ran_on = std::this_thread::get_id();
+      loop.stop();
+    });
+  });
+  loop.run_forever();  // no timers, no tasks: only the post can end this
+  other.join();
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST(EventLoop, test_call_soon_threadsafe_many_threads) {
+  EventLoop loop;
+  constexpr int kThreads = 4, kEach = 2000;
+  int count = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i)
+        loop.call_soon_threadsafe([&] { ++count; });
+    });
+  for (auto& t : threads)
+    t.join();
+  loop.call_soon_threadsafe([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(count, kThreads * kEach);
+}
+
+TEST(EventLoop, test_debug_mode_detects_foreign_thread) {
+  EventLoop loop;
+  loop.set_debug(true);
+  bool raised = false;
+  loop.call_soon([&] {
+    std::thread t([&] {
+      try {
+        loop.call_soon([] {});
+      } catch (const kettle::RuntimeError&) {
+        raised = true;
+      }
+    });
+    t.join();
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_TRUE(raised);
+}
+
+TEST(EventLoop, test_million_timers) {
+  EventLoop loop;
+  constexpr int kTimers = 1'000'000;
+  int fired = 0;
+  long last = -1;
+  bool ordered = true;
+  auto now = EventLoop::clock::now();
+  for (int i = 0; i < kTimers; ++i) {
+    // Deadlines spread over 50 ms, scheduled out of order.
+    long slot = (i * 7919L) % 1000;
+    loop.call_at(now + std::chrono::microseconds(50 * slot), [&, slot] {
+      if (slot < last) ordered = false;
+      last = slot;
+      if (++fired == kTimers) loop.stop();
+    });
+  }
+  loop.run_forever();
+  EXPECT_EQ(fired, kTimers);
+  EXPECT_TRUE(ordered);
+}
