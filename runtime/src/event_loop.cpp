@@ -7,22 +7,31 @@
 namespace kettle {
 
 namespace {
-// A posted cross-thread callback that is dropped unrun still releases its node.
-struct PostedNode {
+// A runnable posted from another thread. If the loop closes before it runs, it is dropped
+// (a callback node releases its reference; a task is being abandoned anyway).
+struct Posted {
   detail::LoopCore* loop;
-  Handle::Node* node;
-  PostedNode(detail::LoopCore* l, Handle::Node* n) noexcept : loop(l), node(n) {}
-  PostedNode(PostedNode&& o) noexcept : loop(o.loop), node(std::exchange(o.node, nullptr)) {}
-  ~PostedNode() {
-    if (node) node->release();
+  detail::Runnable* r;
+  Posted(detail::LoopCore* l, detail::Runnable* x) noexcept : loop(l), r(x) {}
+  Posted(Posted&& o) noexcept : loop(o.loop), r(std::exchange(o.r, nullptr)) {}
+  ~Posted() {
+    if (r) r->drop();
   }
   void operator()() {
     if (loop->closed) return;
-    loop->schedule(node);
-    node = nullptr;
+    loop->schedule(std::exchange(r, nullptr));
   }
 };
 }  // namespace
+
+namespace detail {
+bool LoopGate::post(Runnable* r) {
+  std::lock_guard lock(mutex_);
+  if (!loop_) return false;
+  asio::post(loop_->io_context(), Posted(&loop_->core(), r));
+  return true;
+}
+}  // namespace detail
 
 EventLoop::EventLoop() = default;
 
@@ -56,7 +65,7 @@ void EventLoop::check_can_run() const {
 }
 
 void EventLoop::schedule_threadsafe(Handle::Node* node) {
-  asio::post(io_, PostedNode(&core_, node));
+  asio::post(io_, Posted(&core_, node));
 }
 
 void EventLoop::run_forever() {

@@ -4,5 +4,7 @@
 #include "kettle/coro.hpp"
 #include "kettle/event_loop.hpp"
 #include "kettle/exceptions.hpp"
+#include "kettle/futures.hpp"
 #include "kettle/runners.hpp"
 #include "kettle/tasks.hpp"
+#include "kettle/timeouts.hpp"

@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 
 #include "kettle/detail/ready_queue.hpp"
 #include "kettle/detail/timer_heap.hpp"
@@ -28,6 +30,24 @@ struct LoopAnchor {
   }
 };
 
+// How other threads reach a loop (future completions, call_soon_threadsafe): posting goes
+// through the gate, which the loop shuts when it is destroyed, so that a late completion
+// never touches a dead loop.
+class LoopGate {
+ public:
+  explicit LoopGate(EventLoop* loop) noexcept : loop_(loop) {}
+  // Schedules r on the loop from any thread; false if the loop is gone.
+  bool post(Runnable* r);
+  void shut() noexcept {
+    std::lock_guard lock(mutex_);
+    loop_ = nullptr;
+  }
+
+ private:
+  std::mutex mutex_;
+  EventLoop* loop_;
+};
+
 inline std::int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -36,10 +56,12 @@ inline std::int64_t now_ns() noexcept {
 
 class LoopCore {
  public:
-  explicit LoopCore(EventLoop& owner) : owner(owner), anchor(new LoopAnchor{this, 1}) {}
+  explicit LoopCore(EventLoop& owner)
+      : owner(owner), anchor(new LoopAnchor{this, 1}), gate(std::make_shared<LoopGate>(&owner)) {}
   LoopCore(const LoopCore&) = delete;
   LoopCore& operator=(const LoopCore&) = delete;
   ~LoopCore() {
+    gate->shut();
     anchor->loop = nullptr;
     anchor->release();
   }
@@ -59,6 +81,7 @@ class LoopCore {
 
   EventLoop& owner;
   LoopAnchor* anchor;
+  std::shared_ptr<LoopGate> gate;
   ReadyQueue ready;
   TimerHeap timers;
   TaskBase* current_task = nullptr;

@@ -1,0 +1,360 @@
+// kettle/futures.hpp — the one-shot result that any thread can complete
+// (asyncio.Future and concurrent.futures.Future in one type).
+//
+//   kettle::Future<int> f;
+//   std::thread([f]() mutable { f.set_result(42); }).detach();
+//   int v = co_await f;          // from a task: resumed on the task's own loop
+//   int w = f.result(1s);        // from a plain thread: blocks, TimeoutError after 1 s
+//
+// States: pending → (running →) finished, or pending → cancelled. cancel() succeeds only
+// while pending, as in concurrent.futures; executors mark a future running when its work
+// starts (set_running_or_notify_cancel). A future nobody runs behaves like asyncio.Future:
+// cancel() always succeeds until it is done.
+//
+// Awaiting from a task: if the task is cancelled while it waits, the future is cancelled
+// too if it is still pending; running work goes on (and gets a stop request, see
+// stop_token()) while the task sees CancelledError at once.
+//
+// result() and exception() block only off the loop: on a loop thread, waiting would
+// deadlock the loop, so they raise RuntimeError unless the future is done.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kettle/detail/future_core.hpp"
+#include "kettle/detail/task_state.hpp"
+#include "kettle/exceptions.hpp"
+
+namespace kettle {
+
+namespace detail {
+class SharedStateBase;
+template <class T>
+class SharedState;
+template <class T, bool Take>
+class SharedFutureAwaiter;
+}  // namespace detail
+
+template <class T = void>
+class Future {
+ public:
+  using value_type = T;
+  using Duration = std::chrono::duration<double>;
+
+  Future();  // a pending future
+
+  bool cancel();  // true if it is (now) cancelled; false once running or finished
+  bool cancelled() const noexcept;
+  bool running() const noexcept;
+  bool done() const noexcept;
+
+  // The value (rethrows the exception; CancelledError if cancelled). Blocks until done,
+  // at most `timeout` (then TimeoutError). On a loop thread: RuntimeError unless done.
+  decltype(auto) result(std::optional<Duration> timeout = std::nullopt) const;
+  // The exception (null if it succeeded); same waiting rules as result().
+  std::exception_ptr exception(std::optional<Duration> timeout = std::nullopt) const;
+
+  // fn(Future<T>&) or fn(), called once the future is done: at once (on this thread) if it
+  // already is, else on the thread that completes it. Exceptions from fn are reported to
+  // stderr, never propagated.
+  template <class F>
+  void add_done_callback(F&& fn) const;
+
+  // Completion, from any thread. InvalidStateError if already done (or cancelled).
+  template <class U = T>
+  requires(!std::is_void_v<T> && std::is_constructible_v<T, U&&>) void set_result(U&& value) const;
+  void set_result() const requires std::is_void_v<T>;
+  void set_exception(std::exception_ptr e) const;
+
+  // For executors: false (and nothing to run) if the future was cancelled; otherwise marks
+  // it running, after which cancel() fails. RuntimeError if called twice.
+  bool set_running_or_notify_cancel() const;
+  // Asked to stop when an awaiting task is cancelled while the work runs, or when an
+  // executor shuts down with cancel_futures. Work that takes a std::stop_token gets it.
+  std::stop_token stop_token() const noexcept;
+
+  detail::SharedFutureAwaiter<T, false> operator co_await() const& noexcept;
+  detail::SharedFutureAwaiter<T, true> operator co_await() && noexcept;
+
+  friend bool operator==(const Future& a, const Future& b) noexcept { return a.s_ == b.s_; }
+
+  // Implementation
+  explicit Future(std::shared_ptr<detail::SharedState<T>> s) noexcept : s_(std::move(s)) {}
+  const std::shared_ptr<detail::SharedState<T>>& state() const noexcept { return s_; }
+
+ private:
+  std::shared_ptr<detail::SharedState<T>> s_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail {
+
+// A task waiting on a SharedState, possibly from another thread than the completer.
+struct AsyncWaiter {
+  AsyncWaiter* prev = nullptr;
+  AsyncWaiter* next = nullptr;
+  TaskBase* task = nullptr;
+  LoopCore* loop = nullptr;
+  std::shared_ptr<LoopGate> gate;
+  bool linked = false;
+};
+
+class SharedStateBase {
+ public:
+  enum class Status : std::uint8_t { pending, running, cancelled, finished };
+
+  SharedStateBase() = default;
+  SharedStateBase(const SharedStateBase&) = delete;
+  SharedStateBase& operator=(const SharedStateBase&) = delete;
+  virtual ~SharedStateBase() = default;
+
+  Status status() const noexcept { return status_.load(std::memory_order_acquire); }
+  bool done() const noexcept {
+    Status s = status();
+    return s == Status::cancelled || s == Status::finished;
+  }
+
+  bool cancel();
+  bool set_running_or_notify_cancel();
+  // Completes with the value the subclass stored under the lock (store() returns false if
+  // the future was already done).
+  template <class Store>
+  void complete(Store&& store);
+  void set_exception(std::exception_ptr e);
+  std::stop_token stop_token() const noexcept { return stop_.get_token(); }
+  void request_stop() noexcept { stop_.request_stop(); }
+
+  // Waits (off-loop) until done, at most `timeout` seconds; then throws what result()
+  // must throw for a failed or cancelled future.
+  void wait_and_check(std::optional<double> timeout, bool rethrow);
+  std::exception_ptr exception_for(std::optional<double> timeout);
+
+  void add_callback(std::function<void()> fn);
+
+  // Awaiting from a task. link() returns false if the future is already done.
+  bool link(AsyncWaiter& w);
+  // The awaiting task is being cancelled: true if the wait was aborted (the waiter is
+  // unlinked and the task will be woken), false if a completion already woke it.
+  bool abort_wait(AsyncWaiter& w);
+  void unlink(AsyncWaiter& w) noexcept;
+
+  virtual void* value_address() noexcept = 0;
+  std::exception_ptr exception_unlocked() const noexcept { return exc_; }
+
+ protected:
+  std::mutex mutex_;
+
+ private:
+  // A task to wake, copied out of its waiter under the lock (the waiter may be gone by the
+  // time the wake-up is delivered; the task and the gate are not).
+  struct Wake {
+    TaskBase* task;
+    LoopCore* loop;
+    std::shared_ptr<LoopGate> gate;
+  };
+  struct Notice {
+    std::vector<std::function<void()>> callbacks;
+    std::vector<Wake> wakes;
+  };
+  // Under the lock: marks the future done and takes what must be notified.
+  void finish_locked(Status s, Notice& n);
+  static void notify(Notice& n) noexcept;
+
+  std::condition_variable cv_;
+  std::atomic<Status> status_{Status::pending};
+  std::exception_ptr exc_;
+  std::vector<std::function<void()>> callbacks_;
+  AsyncWaiter* waiters_ = nullptr;  // doubly linked, unordered
+  std::stop_source stop_;
+};
+
+template <class Store>
+void SharedStateBase::complete(Store&& store) {
+  Notice n;
+  {
+    std::lock_guard lock(mutex_);
+    Status s = status();
+    if (s == Status::cancelled || s == Status::finished)
+      throw InvalidStateError("the future is already done (or cancelled)");
+    store();
+    finish_locked(Status::finished, n);
+  }
+  notify(n);
+}
+
+template <class T>
+class SharedState final : public SharedStateBase {
+ public:
+  void* value_address() noexcept override {
+    if constexpr (std::is_void_v<T>)
+      return nullptr;
+    else
+      return &*value_;
+  }
+  struct Empty {};
+  [[no_unique_address]] std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
+};
+
+template <class T>
+T shared_take(SharedStateBase& s, bool steal) {
+  if constexpr (!std::is_void_v<T>) {
+    T& v = *static_cast<T*>(s.value_address());
+    if constexpr (std::is_copy_constructible_v<T>) {
+      if (!steal) return v;
+    }
+    return std::move(v);
+  }
+}
+
+void throw_for_cancelled_shared();
+
+template <class T, bool Take>
+class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
+ public:
+  explicit SharedFutureAwaiter(std::shared_ptr<SharedState<T>> s) noexcept
+      : CancelHook{&hook}, s_(std::move(s)) {}
+  SharedFutureAwaiter(const SharedFutureAwaiter&) = delete;
+  SharedFutureAwaiter& operator=(const SharedFutureAwaiter&) = delete;
+  ~SharedFutureAwaiter() {
+    if (linked) s_->unlink(*this);
+  }
+
+  bool await_ready() const noexcept { return s_->done(); }
+
+  bool await_suspend(std::coroutine_handle<> h) {
+    TaskBase& t = current_task_for_await();
+    task = &t;
+    loop = tls_loop;
+    gate = loop->gate;
+    if (!s_->link(*this)) return false;  // completed meanwhile
+    suspended_ = true;
+    t.suspend(h, this);
+    return true;
+  }
+
+  T await_resume() {
+    if (suspended_ && (task->take_cancel() | aborted_)) task->throw_cancelled();
+    auto st = s_->status();
+    if (st == SharedStateBase::Status::cancelled) throw_for_cancelled_shared();
+    if (std::exception_ptr e = s_->exception_unlocked()) std::rethrow_exception(e);
+    // Awaited as an rvalue and nobody else holds it (ours and the awaited handle): move.
+    return shared_take<T>(*s_, Take && s_.use_count() <= 2);
+  }
+
+ private:
+  static bool hook(CancelHook* h) {
+    auto* a = static_cast<SharedFutureAwaiter*>(h);
+    if (!a->s_->abort_wait(*a)) return false;
+    a->aborted_ = true;
+    a->task->wake();
+    return true;
+  }
+
+  std::shared_ptr<SharedState<T>> s_;
+  bool suspended_ = false;
+  bool aborted_ = false;
+};
+
+[[noreturn]] void throw_result_on_loop();
+void report_callback_error(std::exception_ptr e) noexcept;
+
+}  // namespace detail
+
+template <class T>
+Future<T>::Future() : s_(std::make_shared<detail::SharedState<T>>()) {}
+
+template <class T>
+bool Future<T>::cancel() {
+  return s_->cancel();
+}
+template <class T>
+bool Future<T>::cancelled() const noexcept {
+  return s_->status() == detail::SharedStateBase::Status::cancelled;
+}
+template <class T>
+bool Future<T>::running() const noexcept {
+  return s_->status() == detail::SharedStateBase::Status::running;
+}
+template <class T>
+bool Future<T>::done() const noexcept {
+  return s_->done();
+}
+
+template <class T>
+decltype(auto) Future<T>::result(std::optional<Duration> timeout) const {
+  s_->wait_and_check(timeout ? std::optional<double>(timeout->count()) : std::nullopt, true);
+  if constexpr (std::is_void_v<T>)
+    return;
+  else
+    return static_cast<const T&>(*static_cast<T*>(s_->value_address()));
+}
+
+template <class T>
+std::exception_ptr Future<T>::exception(std::optional<Duration> timeout) const {
+  return s_->exception_for(timeout ? std::optional<double>(timeout->count()) : std::nullopt);
+}
+
+template <class T>
+template <class F>
+void Future<T>::add_done_callback(F&& fn) const {
+  if constexpr (std::is_invocable_v<std::decay_t<F>&, Future<T>&>) {
+    s_->add_callback([self = *this, f = std::forward<F>(fn)]() mutable { f(self); });
+  } else {
+    static_assert(std::is_invocable_v<std::decay_t<F>&>,
+                  "kettle: a done callback takes the Future (Future<T>&) or nothing");
+    s_->add_callback(std::function<void()>(std::forward<F>(fn)));
+  }
+}
+
+template <class T>
+template <class U>
+requires(!std::is_void_v<T> &&
+         std::is_constructible_v<T, U&&>) void Future<T>::set_result(U&& value) const {
+  s_->complete([&] { s_->value_.emplace(std::forward<U>(value)); });
+}
+
+template <class T>
+void Future<T>::set_result() const requires std::is_void_v<T> {
+  s_->complete([] {});
+}
+
+template <class T>
+void Future<T>::set_exception(std::exception_ptr e) const {
+  s_->set_exception(std::move(e));
+}
+
+template <class T>
+bool Future<T>::set_running_or_notify_cancel() const {
+  return s_->set_running_or_notify_cancel();
+}
+
+template <class T>
+std::stop_token Future<T>::stop_token() const noexcept {
+  return s_->stop_token();
+}
+
+template <class T>
+detail::SharedFutureAwaiter<T, false> Future<T>::operator co_await() const& noexcept {
+  return detail::SharedFutureAwaiter<T, false>(s_);
+}
+template <class T>
+detail::SharedFutureAwaiter<T, true> Future<T>::operator co_await() && noexcept {
+  return detail::SharedFutureAwaiter<T, true>(s_);
+}
+
+}  // namespace kettle

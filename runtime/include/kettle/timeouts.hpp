@@ -1,0 +1,295 @@
+// kettle/timeouts.hpp — deadlines: asyncio.timeout, timeout_at, wait_for.
+//
+//   // async with asyncio.timeout(2): data = await fetch()
+//   Data data = co_await kettle::timeout(2s, fetch());
+//
+//   // async with asyncio.timeout_at(when) as cm: ... cm.reschedule(...)
+//   kettle::Timeout cm = kettle::timeout_at(loop.time() + 2);
+//   Data data = co_await cm.run(fetch_with(cm));   // fetch_with may call cm.reschedule()
+//   if (cm.expired()) ...
+//
+//   // asyncio.wait_for(aw, 2): a Coro runs in this task; a Task is awaited
+//   int v = co_await kettle::wait_for(compute(), 2s);
+//
+// The body runs inside the current task; no task is created. When the deadline passes the
+// task is cancelled (the body sees CancelledError where it is suspended) and, once the
+// CancelledError has left the body, the scope turns it into kettle::TimeoutError. Only
+// the cancellation the scope caused is converted: a cancellation from outside, or an outer
+// timeout's, goes through unchanged (nested timeouts are counted with
+// Task::cancelling/uncancel, as in asyncio). An exception raised while the body unwinds
+// propagates instead of TimeoutError. The deadline is disarmed on every way out.
+//
+// C++ has no `async with`, so the body is an awaitable (usually a Coro) handed to the
+// scope. To reach the scope from inside the body, create it first and pass it by
+// reference, as with `cm` above.
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "kettle/coro.hpp"
+#include "kettle/detail/future_core.hpp"
+#include "kettle/detail/task_state.hpp"
+#include "kettle/event_loop.hpp"
+#include "kettle/exceptions.hpp"
+
+namespace kettle {
+
+namespace detail {
+template <class Aw, bool Owned>
+class TimeoutAwaiter;
+}
+
+class Timeout {
+ public:
+  using clock = EventLoop::clock;
+
+  // A deadline at `when` (in EventLoop::clock), or none.
+  explicit Timeout(std::optional<clock::time_point> when) noexcept;
+  Timeout(const Timeout&) = delete;
+  Timeout& operator=(const Timeout&) = delete;
+  ~Timeout();
+
+  // Runs `body` (a Coro or any awaitable) in the current task under this deadline and
+  // returns its result. A Timeout is entered once: running it again raises RuntimeError.
+  template <class Aw>
+  [[nodiscard]] detail::TimeoutAwaiter<Aw, false> run(Aw&& body);
+
+  // The deadline in the units of EventLoop::time(), or none.
+  std::optional<double> when() const noexcept;
+  // Moves the deadline (none: no deadline); only while the body runs.
+  void reschedule(std::optional<double> when);
+  void reschedule(std::optional<clock::time_point> when);
+  // Whether the deadline passed while the body ran.
+  bool expired() const noexcept { return state_ == State::expiring || state_ == State::expired; }
+
+  // Implementation
+  enum class State : std::uint8_t { created, entered, expiring, expired, exited };
+  State state() const noexcept { return state_; }
+  // For wait_for: a deadline `ns` after entry, armed only if the body suspends.
+  struct Relative {
+    std::int64_t ns;
+  };
+  explicit Timeout(Relative rel) noexcept;
+  void enter();
+  void on_suspend();
+  bool exit() noexcept;  // true if the body's CancelledError must become TimeoutError
+
+ private:
+  struct Fire final : detail::Runnable {
+    Timeout* owner;
+    void run() noexcept override { owner->on_timeout(); }
+  };
+  void arm();
+  void disarm() noexcept;
+  void on_timeout() noexcept;
+
+  std::optional<std::int64_t> when_;  // steady_clock ns
+  std::int64_t relative_ = 0;         // Relative mode: the duration, until armed
+  std::int64_t entered_coarse_ = 0;   // Relative mode: a cheap reading of the clock at entry
+  detail::TaskBase* task_ = nullptr;
+  detail::LoopCore* loop_ = nullptr;
+  std::uint32_t cancelling_ = 0;
+  State state_ = State::created;
+  bool relative_mode_ = false;
+  detail::TimerNode node_;
+  Fire fire_;
+  Handle soon_;  // a deadline already due fires through the ready queue, as asyncio does
+};
+
+// asyncio.timeout(delay) / timeout(None) / timeout_at(when) / timeout_at(None).
+template <class Rep, class Period>
+Timeout timeout(std::chrono::duration<Rep, Period> delay);
+Timeout timeout(double delay_seconds);
+Timeout timeout(std::nullopt_t) noexcept;
+Timeout timeout_at(double when);
+Timeout timeout_at(Timeout::clock::time_point when) noexcept;
+Timeout timeout_at(std::nullopt_t) noexcept;
+
+// `co_await timeout(d, body)`: run `body` under a deadline d from now.
+template <class Rep, class Period, class Aw>
+[[nodiscard]] detail::TimeoutAwaiter<Aw, true> timeout(std::chrono::duration<Rep, Period> delay,
+                                                       Aw&& body);
+
+// asyncio.wait_for(aw, timeout). A Coro (or any awaitable) runs in this task; a Task or a
+// gather is awaited (and cancelled on expiry, then waited for until it has really
+// finished). A timeout <= 0 returns the result if it is already there and otherwise
+// cancels at once; a Coro is then never started. std::nullopt: no deadline.
+template <class Aw, class Rep, class Period>
+[[nodiscard]] detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw,
+                                                        std::chrono::duration<Rep, Period> t);
+template <class Aw>
+[[nodiscard]] detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, double seconds);
+template <class Aw>
+[[nodiscard]] detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, std::nullopt_t);
+
+// ---------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail {
+
+[[noreturn]] void throw_timeout_error();
+
+// The awaiter of an awaitable the slot owns (so a Task's value is moved out if nobody
+// else holds the task).
+template <class Aw>
+decltype(auto) get_awaiter(Aw& aw) {
+  if constexpr (requires { std::move(aw).operator co_await(); })
+    return std::move(aw).operator co_await();
+  else
+    return static_cast<Aw&>(aw);
+}
+
+// Holds the awaitable and the awaiter it makes.
+template <class Aw>
+struct AwaitableSlot {
+  using Stored = std::remove_cvref_t<Aw>;
+  using AwaiterT = std::remove_reference_t<decltype(get_awaiter(std::declval<Stored&>()))>;
+  template <class A>
+  explicit AwaitableSlot(A&& a) : stored(std::forward<A>(a)), awaiter(get_awaiter(stored)) {}
+  Stored stored;
+  std::conditional_t<std::is_same_v<AwaiterT, Stored>, Stored&, AwaiterT> awaiter;
+};
+
+template <class A>
+inline constexpr bool is_loop_future_v = requires(A& a) {
+  a.state()->refs();
+};
+template <class A>
+inline constexpr bool is_shared_future_v = requires(A& a) {
+  a.state()->stop_token();
+};
+
+struct Immediate {};  // wait_for with a timeout <= 0
+
+template <class Aw, bool Owned>
+class TimeoutAwaiter {
+  using Slot = AwaitableSlot<Aw>;
+  using Stored = typename Slot::Stored;
+
+ public:
+  // Owned: the awaiter holds the Timeout (timeout(d, body), wait_for).
+  template <class A, class TimeoutArg>
+  requires Owned TimeoutAwaiter(A&& aw, TimeoutArg&& targ)
+      : slot_(std::forward<A>(aw)), cm_(std::forward<TimeoutArg>(targ)) {}
+  template <class A>
+  requires Owned TimeoutAwaiter(A&& aw, Immediate) : slot_(std::forward<A>(aw)), cm_(std::nullopt) {
+    immediate_ = true;
+  }
+  template <class A>
+  requires(!Owned) TimeoutAwaiter(A&& aw, Timeout& cm) : slot_(std::forward<A>(aw)), cm_(cm) {}
+  TimeoutAwaiter(const TimeoutAwaiter&) = delete;
+  TimeoutAwaiter& operator=(const TimeoutAwaiter&) = delete;
+
+  bool await_ready() {
+    if (immediate_) return immediate_ready();
+    cm_.enter();
+    return slot_.awaiter.await_ready();
+  }
+
+  auto await_suspend(std::coroutine_handle<> h) {
+    // Only a pending Task or gather gets here when immediate_: cancel it, wait for it.
+    if (immediate_) {
+      if constexpr (is_loop_future_v<Stored>) slot_.stored.cancel();
+    }
+    return suspend_inner(h, !immediate_);
+  }
+
+  decltype(auto) await_resume() {
+    bool convert = immediate_ ? immediate_timed_out_ : cm_.exit();
+    if (!convert) return slot_.awaiter.await_resume();
+    try {
+      return slot_.awaiter.await_resume();
+    } catch (const CancelledError&) {
+      throw_timeout_error();
+    }
+  }
+
+ private:
+  bool immediate_ready() {
+    if constexpr (is_loop_future_v<Stored>) {
+      // Done: its result. Pending: cancelled and waited for (await_suspend).
+      immediate_timed_out_ = !slot_.stored.done();
+      return !immediate_timed_out_;
+    } else if constexpr (is_shared_future_v<Stored>) {
+      if (slot_.stored.done()) return true;
+      slot_.stored.cancel();  // if it runs already, it gets a stop request
+      if (!slot_.stored.cancelled()) slot_.stored.state()->request_stop();
+      throw_timeout_error();
+    } else {
+      throw_timeout_error();  // a Coro or other awaitable is dropped unstarted
+    }
+  }
+
+  auto suspend_inner(std::coroutine_handle<> h, bool arm) {
+    using R = decltype(slot_.awaiter.await_suspend(h));
+    if constexpr (std::is_void_v<R>) {
+      slot_.awaiter.await_suspend(h);
+      if (arm) cm_.on_suspend();
+    } else if constexpr (std::is_same_v<R, bool>) {
+      bool suspended = slot_.awaiter.await_suspend(h);
+      if (suspended && arm) cm_.on_suspend();
+      return suspended;
+    } else {
+      auto next = slot_.awaiter.await_suspend(h);
+      if (arm) cm_.on_suspend();
+      return next;
+    }
+  }
+
+  Slot slot_;
+  std::conditional_t<Owned, Timeout, Timeout&> cm_;
+  bool immediate_ = false;
+  bool immediate_timed_out_ = false;
+};
+
+std::int64_t to_ns(Timeout::clock::time_point t) noexcept;
+
+}  // namespace detail
+
+template <class Aw>
+detail::TimeoutAwaiter<Aw, false> Timeout::run(Aw&& body) {
+  return detail::TimeoutAwaiter<Aw, false>(std::forward<Aw>(body), *this);
+}
+
+template <class Rep, class Period>
+Timeout timeout(std::chrono::duration<Rep, Period> delay) {
+  return Timeout(Timeout::clock::now() +
+                 std::chrono::duration_cast<Timeout::clock::duration>(delay));
+}
+
+template <class Rep, class Period, class Aw>
+detail::TimeoutAwaiter<Aw, true> timeout(std::chrono::duration<Rep, Period> delay, Aw&& body) {
+  return detail::TimeoutAwaiter<Aw, true>(
+      std::forward<Aw>(body),
+      Timeout::clock::now() + std::chrono::duration_cast<Timeout::clock::duration>(delay));
+}
+
+template <class Aw, class Rep, class Period>
+detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, std::chrono::duration<Rep, Period> t) {
+  using namespace std::chrono;
+  if (t <= t.zero())
+    return detail::TimeoutAwaiter<Aw, true>(std::forward<Aw>(aw), detail::Immediate{});
+  std::int64_t ns = duration<double>(t) >= duration<double>(hours(24 * 365 * 100))
+                        ? duration_cast<nanoseconds>(hours(24 * 365 * 100)).count()
+                        : ceil<nanoseconds>(t).count();
+  return detail::TimeoutAwaiter<Aw, true>(std::forward<Aw>(aw), Timeout::Relative{ns});
+}
+
+template <class Aw>
+detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, double seconds) {
+  if (!(seconds > 0)) return wait_for(std::forward<Aw>(aw), std::chrono::nanoseconds(0));
+  return wait_for(std::forward<Aw>(aw), std::chrono::duration<double>(seconds));
+}
+
+template <class Aw>
+detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, std::nullopt_t) {
+  return detail::TimeoutAwaiter<Aw, true>(std::forward<Aw>(aw), std::nullopt);
+}
+
+}  // namespace kettle

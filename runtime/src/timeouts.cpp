@@ -1,0 +1,170 @@
+#include "kettle/timeouts.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+
+namespace kettle {
+
+namespace detail {
+
+namespace {
+// CLOCK_MONOTONIC_COARSE is the clock of steady_clock read at the last tick: a tenth of
+// the cost, at most one tick behind. wait_for reads it on entry, so that a body that
+// completes without suspending pays no exact clock read and no timer at all.
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::int64_t coarse_resolution_ns() noexcept {
+  static const std::int64_t res = [] {
+    timespec ts;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) != 0) return std::int64_t(10'000'000);
+    return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  }();
+  return res;
+}
+
+Timeout::clock::time_point from_seconds(double when) {
+  return Timeout::clock::time_point(
+      std::chrono::duration_cast<Timeout::clock::duration>(std::chrono::duration<double>(when)));
+}
+}  // namespace
+
+void throw_timeout_error() {
+  throw TimeoutError("the deadline passed (kettle::TimeoutError)");
+}
+
+std::int64_t to_ns(Timeout::clock::time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace detail
+
+Timeout::Timeout(std::optional<clock::time_point> when) noexcept {
+  if (when) when_ = detail::to_ns(*when);
+  fire_.owner = this;
+  node_.target = &fire_;
+}
+
+Timeout::Timeout(Relative rel) noexcept : relative_(rel.ns), relative_mode_(true) {
+  fire_.owner = this;
+  node_.target = &fire_;
+}
+
+Timeout::~Timeout() {
+  disarm();
+}
+
+std::optional<double> Timeout::when() const noexcept {
+  if (!when_) return std::nullopt;
+  return double(*when_) * 1e-9;
+}
+
+void Timeout::enter() {
+  if (state_ != State::created) throw RuntimeError("Timeout has already been entered");
+  detail::LoopCore* l = detail::tls_loop;
+  if (!l || !l->current_task) throw RuntimeError("Timeout should be used inside a task");
+  task_ = l->current_task;
+  loop_ = l;
+  cancelling_ = task_->cancelling();
+  state_ = State::entered;
+  if (relative_mode_)
+    entered_coarse_ = detail::coarse_now_ns();
+  else
+    arm();
+}
+
+void Timeout::on_suspend() {
+  // wait_for's deadline is armed the first time the body suspends. Either bound is at
+  // least the entry time plus the timeout; take the nearer.
+  if (!relative_mode_ || when_ || state_ != State::entered) return;
+  std::int64_t now = detail::now_ns();
+  when_ = std::min(entered_coarse_ + detail::coarse_resolution_ns() + relative_, now + relative_);
+  arm();
+}
+
+void Timeout::arm() {
+  if (!when_) return;
+  if (*when_ <= detail::now_ns()) {
+    // Already due: as asyncio's call_soon(_on_timeout), before the task's next step.
+    soon_ = loop_->owner.call_soon([this] { on_timeout(); });
+    return;
+  }
+  node_.when = *when_;
+  loop_->timers.push(&node_);
+}
+
+void Timeout::disarm() noexcept {
+  if (node_.armed()) loop_->timers.remove(&node_);
+  soon_.cancel();
+  soon_ = Handle();
+}
+
+void Timeout::on_timeout() noexcept {
+  if (state_ != State::entered) return;
+  state_ = State::expiring;
+  try {
+    task_->cancel({});
+  } catch (...) {
+    loop_->owner.call_exception_handler(
+        {"could not cancel a task at its deadline", std::current_exception(), {}});
+  }
+}
+
+bool Timeout::exit() noexcept {
+  disarm();
+  if (state_ == State::expiring) {
+    state_ = State::expired;
+    // Ours to handle only if no other cancellation is pending.
+    return task_->uncancel() <= cancelling_;
+  }
+  if (state_ == State::entered) state_ = State::exited;
+  return false;
+}
+
+void Timeout::reschedule(std::optional<double> when) {
+  reschedule(when ? std::optional<clock::time_point>(detail::from_seconds(*when))
+                  : std::optional<clock::time_point>());
+}
+
+void Timeout::reschedule(std::optional<clock::time_point> when) {
+  if (state_ != State::entered) {
+    if (state_ == State::created) throw RuntimeError("Timeout has not been entered");
+    const char* what = state_ == State::expiring  ? "expiring"
+                       : state_ == State::expired ? "expired"
+                                                  : "finished";
+    throw RuntimeError(std::string("Cannot change state of ") + what + " Timeout");
+  }
+  disarm();
+  relative_mode_ = false;
+  when_.reset();
+  if (when) when_ = detail::to_ns(*when);
+  arm();
+}
+
+Timeout timeout(double delay_seconds) {
+  if (delay_seconds != delay_seconds) throw ValueError("timeout(): the delay is NaN");
+  return timeout(std::chrono::duration<double>(delay_seconds));
+}
+
+Timeout timeout(std::nullopt_t) noexcept {
+  return Timeout(std::nullopt);
+}
+
+Timeout timeout_at(double when) {
+  if (when != when) throw ValueError("timeout_at(): the deadline is NaN");
+  return Timeout(detail::from_seconds(when));
+}
+
+Timeout timeout_at(Timeout::clock::time_point when) noexcept {
+  return Timeout(when);
+}
+
+Timeout timeout_at(std::nullopt_t) noexcept {
+  return Timeout(std::nullopt);
+}
+
+}  // namespace kettle
