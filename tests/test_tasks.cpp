@@ -4,8 +4,11 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <kettle/kettle.hpp>
@@ -321,4 +324,721 @@ TEST(Tasks, test_million_pending_sleeps) {
   };
   kettle::run(body());
   EXPECT_EQ(woke, kTasks);
+}
+
+// Cancellation -------------------------------------------------------------------------
+
+namespace {
+// Runs the loop for one iteration (CPython's test_utils.run_briefly).
+void run_briefly(kettle::EventLoop& loop) {
+  loop.stop();
+  loop.run_forever();
+}
+}  // namespace
+
+TEST(TaskCancel, test_cancel_yield) {
+  kettle::EventLoop loop;
+  auto task = []() -> Coro<int> {
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+    co_return 12;
+  };
+  Task<int> t = loop.run_until_complete(
+      [&]() -> Coro<Task<int>> { co_return kettle::create_task(task()); }());
+  run_briefly(loop);  // start the coroutine
+  EXPECT_TRUE(t.cancel());
+  EXPECT_THROW(loop.run_until_complete(t), kettle::CancelledError);
+  EXPECT_TRUE(t.done());
+  EXPECT_TRUE(t.cancelled());
+  EXPECT_FALSE(t.cancel());
+}
+
+TEST(TaskCancel, test_cancel_inner_future) {
+  kettle::EventLoop loop;
+  kettle::Future<> f;
+  auto task = [](kettle::Future<> f) -> Coro<int> {
+    co_await f;
+    co_return 12;
+  };
+  Task<int> t = loop.run_until_complete(
+      [&]() -> Coro<Task<int>> { co_return kettle::create_task(task(f)); }());
+  run_briefly(loop);  // start the task
+  f.cancel();
+  EXPECT_THROW(loop.run_until_complete(t), kettle::CancelledError);
+  EXPECT_TRUE(f.cancelled());
+  EXPECT_TRUE(t.cancelled());
+}
+
+TEST(TaskCancel, test_cancel_both_task_and_inner_future) {
+  kettle::EventLoop loop;
+  kettle::Future<> f;
+  auto task = [](kettle::Future<> f) -> Coro<int> {
+    co_await f;
+    co_return 12;
+  };
+  Task<int> t = loop.run_until_complete(
+      [&]() -> Coro<Task<int>> { co_return kettle::create_task(task(f)); }());
+  run_briefly(loop);
+  f.cancel();
+  t.cancel();
+  EXPECT_THROW(loop.run_until_complete(t), kettle::CancelledError);
+  EXPECT_TRUE(t.done());
+  EXPECT_TRUE(f.cancelled());
+  EXPECT_TRUE(t.cancelled());
+}
+
+TEST(TaskCancel, test_cancel_task_catching) {
+  kettle::EventLoop loop;
+  kettle::Future<> fut1, fut2;
+  auto task = [](kettle::Future<> fut1, kettle::Future<> fut2) -> Coro<int> {
+    co_await fut1;
+    try {
+      co_await fut2;
+    } catch (const kettle::CancelledError&) {
+      co_return 42;
+    }
+    co_return 0;
+  };
+  Task<int> t = loop.run_until_complete(
+      [&]() -> Coro<Task<int>> { co_return kettle::create_task(task(fut1, fut2)); }());
+  run_briefly(loop);
+  fut1.set_result();
+  run_briefly(loop);
+  t.cancel();
+  EXPECT_TRUE(fut2.cancelled());  // cancelling the task cancelled what it waited on
+  EXPECT_EQ(loop.run_until_complete(t), 42);
+  EXPECT_FALSE(t.cancelled());
+}
+
+TEST(TaskCancel, test_cancel_task_ignoring) {
+  kettle::EventLoop loop;
+  kettle::Future<> fut1, fut2;
+  kettle::Future<int> fut3;
+  auto task = [](kettle::Future<> fut1, kettle::Future<> fut2,
+                 kettle::Future<int> fut3) -> Coro<int> {
+    co_await fut1;
+    try {
+      co_await fut2;
+    } catch (const kettle::CancelledError&) {
+    }
+    co_return co_await fut3;
+  };
+  Task<int> t = loop.run_until_complete(
+      [&]() -> Coro<Task<int>> { co_return kettle::create_task(task(fut1, fut2, fut3)); }());
+  run_briefly(loop);
+  fut1.set_result();
+  run_briefly(loop);
+  t.cancel();
+  EXPECT_TRUE(fut2.cancelled());
+  run_briefly(loop);
+  fut3.set_result(42);
+  EXPECT_EQ(loop.run_until_complete(t), 42);
+  EXPECT_FALSE(fut3.cancelled());
+  EXPECT_FALSE(t.cancelled());
+}
+
+TEST(TaskCancel, test_cancel_current_task) {
+  kettle::EventLoop loop;
+  Task<int> t;
+  auto task = [&]() -> Coro<int> {
+    t.cancel();
+    co_await kettle::sleep(100s);  // cancelled at once
+    co_return 12;
+  };
+  t = loop.run_until_complete(
+      [&]() -> Coro<Task<int>> { co_return kettle::create_task(task()); }());
+  EXPECT_FALSE(t.cancelled());
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(loop.run_until_complete(t), kettle::CancelledError);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_TRUE(t.done());
+  EXPECT_TRUE(t.cancelled());
+  EXPECT_FALSE(t.cancel());
+  EXPECT_EQ(loop.core().timers.size(), 0u);
+}
+
+TEST(TaskCancel, test_cancel_at_end) {
+  kettle::EventLoop loop;
+  Task<int> t;
+  auto task = [&]() -> Coro<int> {
+    t.cancel();  // the coroutine ends right after its task is cancelled
+    co_return 12;
+  };
+  t = loop.run_until_complete(
+      [&]() -> Coro<Task<int>> { co_return kettle::create_task(task()); }());
+  EXPECT_FALSE(t.cancelled());
+  EXPECT_THROW(loop.run_until_complete(t), kettle::CancelledError);
+  EXPECT_TRUE(t.done());
+  EXPECT_TRUE(t.cancelled());
+  EXPECT_FALSE(t.cancel());
+}
+
+TEST(TaskCancel, test_cancel_with_message_then_future_result) {
+  for (std::string msg : {std::string(), std::string("my message")}) {
+    auto sleeper = []() -> Coro<> { co_await kettle::sleep(10s); };
+    auto coro = [&]() -> Coro<> {
+      Task<> task = kettle::create_task(sleeper());
+      co_await kettle::sleep(0);
+      task.cancel(msg);
+      std::vector<Task<>> one{task};
+      co_await kettle::wait(one);
+      task.result();
+    };
+    try {
+      kettle::run(coro());
+      ADD_FAILURE() << "expected CancelledError";
+    } catch (const kettle::CancelledError& e) {
+      EXPECT_EQ(e.message(), msg);
+    }
+  }
+}
+
+TEST(TaskCancel, test_cancel_with_message_before_starting_task) {
+  bool started = false;
+  auto sleeper = [&]() -> Coro<> {
+    started = true;
+    co_await kettle::sleep(10s);
+  };
+  auto coro = [&]() -> Coro<> {
+    Task<> task = kettle::create_task(sleeper());
+    task.cancel("my message");  // before it ever ran
+    std::vector<Task<>> one{task};
+    co_await kettle::wait(one);
+    (void)task.exception();
+  };
+  try {
+    kettle::run(coro());
+    ADD_FAILURE() << "expected CancelledError";
+  } catch (const kettle::CancelledError& e) {
+    EXPECT_EQ(e.message(), "my message");
+  }
+  EXPECT_FALSE(started);  // a task cancelled before it starts never runs its body
+}
+
+TEST(TaskCancel, test_cancelling) {
+  kettle::EventLoop loop;
+  auto task = []() -> Coro<> { co_await kettle::sleep(10s); };
+  Task<> t =
+      loop.run_until_complete([&]() -> Coro<Task<>> { co_return kettle::create_task(task()); }());
+  EXPECT_EQ(t.cancelling(), 0u);
+  EXPECT_TRUE(t.cancel());
+  EXPECT_EQ(t.cancelling(), 1u);
+  EXPECT_TRUE(t.cancel());  // 3.13: a second request is taken too
+  EXPECT_EQ(t.cancelling(), 2u);
+  EXPECT_THROW(loop.run_until_complete(t), kettle::CancelledError);
+}
+
+TEST(TaskCancel, test_uncancel_basic) {
+  kettle::EventLoop loop;
+  auto task = []() -> Coro<> {
+    try {
+      co_await kettle::sleep(10s);
+    } catch (const kettle::CancelledError&) {
+      kettle::current_task().uncancel();
+    }
+    co_await kettle::sleep(10s);
+  };
+  Task<> t = loop.run_until_complete([&]() -> Coro<Task<>> {
+    Task<> t = kettle::create_task(task());
+    co_await kettle::sleep(10ms);
+    co_return t;
+  }());
+  EXPECT_TRUE(t.cancel());  // cancel the first sleep
+  EXPECT_EQ(t.cancelling(), 1u);
+  EXPECT_FALSE(t.cancelled());
+  loop.run_until_complete(kettle::sleep(10ms));
+  EXPECT_EQ(t.cancelling(), 0u);  // after uncancel()
+  EXPECT_FALSE(t.cancelled());
+  EXPECT_TRUE(t.cancel());  // cancel the second sleep
+  EXPECT_EQ(t.cancelling(), 1u);
+  EXPECT_THROW(loop.run_until_complete(t), kettle::CancelledError);
+  EXPECT_TRUE(t.cancelled());
+  t.uncancel();  // no longer has an effect
+  EXPECT_TRUE(t.cancelled());
+  EXPECT_TRUE(t.done());
+}
+
+TEST(TaskCancel, test_uncancel_structured_blocks) {
+  // A timeout written by hand with uncancel(), as in CPython's test.
+  struct Outcome {
+    bool timed_out = false, structured_block_finished = false, outer_code_reached = false;
+  };
+  auto make_request_with_timeout = [](std::chrono::milliseconds sleep_d,
+                                      std::chrono::milliseconds timeout_d) -> Coro<Outcome> {
+    Outcome o;
+    kettle::TaskRef task = kettle::current_task();
+    kettle::TimerHandle h = kettle::get_running_loop().call_later(timeout_d, [&o, task]() mutable {
+      o.timed_out = true;
+      task.cancel();
+    });
+    try {
+      co_await kettle::sleep(sleep_d);
+      o.structured_block_finished = true;
+      h.cancel();
+    } catch (const kettle::CancelledError&) {
+      h.cancel();
+      if (!(o.timed_out && task.uncancel() == 0)) throw;
+    }
+    co_await kettle::sleep(0);  // outer code not affected by the timeout
+    o.outer_code_reached = true;
+    co_return o;
+  };
+  Outcome a = kettle::run(make_request_with_timeout(10ms, 100ms));
+  EXPECT_FALSE(a.timed_out);
+  EXPECT_TRUE(a.structured_block_finished);
+  EXPECT_TRUE(a.outer_code_reached);
+  Outcome b = kettle::run(make_request_with_timeout(100ms, 10ms));
+  EXPECT_TRUE(b.timed_out);
+  EXPECT_FALSE(b.structured_block_finished);
+  EXPECT_TRUE(b.outer_code_reached);
+}
+
+TEST(TaskCancel, test_sleep_cancel) {
+  kettle::EventLoop loop;
+  auto sleeper = []() -> Coro<int> {
+    co_await kettle::sleep(10s);
+    co_return 10;
+  };
+  Task<int> t = loop.run_until_complete(
+      [&]() -> Coro<Task<int>> { co_return kettle::create_task(sleeper()); }());
+  run_briefly(loop);
+  EXPECT_EQ(loop.core().timers.size(), 1u);
+  t.cancel();
+  EXPECT_EQ(loop.core().timers.size(), 0u);  // the timer is gone at once
+  EXPECT_THROW(loop.run_until_complete(t), kettle::CancelledError);
+  EXPECT_TRUE(t.cancelled());
+}
+
+TEST(TaskCancel, test_cancel_awaited_task_cancels_it) {
+  auto inner = []() -> Coro<int> {
+    co_await kettle::sleep(10s);
+    co_return 1;
+  };
+  auto outer = [&](Task<int>* seen) -> Coro<int> {
+    Task<int> t = kettle::create_task(inner());
+    *seen = t;
+    co_return co_await t;
+  };
+  kettle::run([&]() -> Coro<> {
+    Task<int> inner_task;
+    Task<int> o = kettle::create_task(outer(&inner_task));
+    co_await kettle::sleep(1ms);
+    o.cancel("stop");
+    try {
+      co_await o;
+      ADD_FAILURE();
+    } catch (const kettle::CancelledError& e) {
+      EXPECT_EQ(e.message(), "stop");
+    }
+    EXPECT_TRUE(inner_task.cancelled());
+  }());
+}
+
+// Cancellation and gather ----------------------------------------------------------------
+
+TEST(GatherCancel, test_one_cancellation) {
+  kettle::run([]() -> Coro<> {
+    std::vector<kettle::Future<int>> fs(5);
+    auto fut = kettle::gather(fs);
+    int callbacks = 0;
+    fut.add_done_callback([&] { ++callbacks; });
+    fs[0].set_result(1);
+    fs[1].cancel();
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+    EXPECT_TRUE(fut.done());
+    EXPECT_FALSE(fut.cancelled());  // a child cancelled: gather itself is not
+    EXPECT_THROW(std::rethrow_exception(fut.exception()), kettle::CancelledError);
+    fs[2].set_result(3);  // does nothing
+    fs[3].cancel();
+    fs[4].set_exception(std::make_exception_ptr(std::runtime_error("x")));
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+    EXPECT_EQ(callbacks, 1);
+  }());
+}
+
+TEST(GatherCancel, test_cancellation_broadcast) {
+  int proof = 0;
+  kettle::Future<> waiter;
+  auto inner = [&]() -> Coro<> {
+    co_await waiter;
+    proof += 1;
+  };
+  kettle::run([&]() -> Coro<> {
+    Task<> child1 = kettle::create_task(inner());
+    Task<> child2 = kettle::create_task(inner());
+    kettle::GatheringFuture<std::tuple<std::monostate, std::monostate>>* gatherer = nullptr;
+    std::optional<kettle::GatheringFuture<std::tuple<std::monostate, std::monostate>>> g;
+    auto outer = [&]() -> Coro<> {
+      g.emplace(kettle::gather(child1, child2));
+      gatherer = &*g;
+      co_await *g;
+      proof += 100;
+    };
+    Task<> f = kettle::create_task(outer());
+    co_await kettle::sleep(0);
+    EXPECT_TRUE(f.cancel());
+    EXPECT_THROW(co_await f, kettle::CancelledError);
+    EXPECT_FALSE(gatherer->cancel());
+    EXPECT_TRUE(waiter.cancelled());
+    EXPECT_TRUE(child1.cancelled());
+    EXPECT_TRUE(child2.cancelled());
+    co_await kettle::sleep(0);
+    EXPECT_EQ(proof, 0);
+  }());
+}
+
+TEST(GatherCancel, test_cancel_gather_1) {
+  // A gathering future refuses to be cancelled once all children are done.
+  kettle::run([]() -> Coro<> {
+    kettle::Future<int> fut;
+    auto child_coro = [](kettle::Future<int> f) -> Coro<int> { co_return co_await f; };
+    auto gather_future = kettle::gather(child_coro(fut));
+    Task<int> child_waiter = kettle::create_task(child_coro(fut));
+    std::optional<bool> cancel_result;
+    child_waiter.add_done_callback([&] { cancel_result = gather_future.cancel(); });
+    fut.set_result(42);
+    co_await child_waiter;
+    auto [v] = co_await gather_future;
+    co_await kettle::sleep(0);
+    EXPECT_EQ(cancel_result, false);
+    EXPECT_FALSE(gather_future.cancelled());
+    EXPECT_EQ(v, 42);
+  }());
+}
+
+TEST(GatherCancel, test_cancel_gather_2) {
+  for (std::string msg : {std::string(), std::string("my message")}) {
+    auto test = []() -> Coro<> {
+      double time = 0;
+      for (;;) {
+        time += 0.05;
+        co_await kettle::gather(kettle::return_exceptions, kettle::sleep(0.05));
+        if (time > 1) co_return;
+      }
+    };
+    auto main_ = [&]() -> Coro<> {
+      Task<> qwe = kettle::create_task(test());
+      co_await kettle::sleep(0.2);
+      qwe.cancel(msg);
+      co_await qwe;
+    };
+    try {
+      kettle::run(main_());
+      ADD_FAILURE() << "expected CancelledError";
+    } catch (const kettle::CancelledError& e) {
+      EXPECT_EQ(e.message(), msg);
+    }
+  }
+}
+
+// shield -----------------------------------------------------------------------------------
+
+TEST(Shield, test_shield_result) {
+  kettle::run([]() -> Coro<> {
+    kettle::Future<int> inner;
+    auto outer = kettle::shield(inner);
+    inner.set_result(42);
+    EXPECT_EQ(co_await outer, 42);
+  }());
+}
+
+TEST(Shield, test_shield_exception) {
+  kettle::run([]() -> Coro<> {
+    kettle::Future<int> inner;
+    auto outer = kettle::shield(inner);
+    co_await kettle::sleep(0);
+    inner.set_exception(std::make_exception_ptr(std::runtime_error("expected")));
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+    EXPECT_EQ(kettle::describe(outer.exception()), "std::runtime_error: expected");
+  }());
+}
+
+TEST(Shield, test_shield_cancel_inner) {
+  kettle::run([]() -> Coro<> {
+    kettle::Future<int> inner;
+    auto outer = kettle::shield(inner);
+    co_await kettle::sleep(0);
+    inner.cancel();
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+    EXPECT_TRUE(outer.cancelled());
+  }());
+}
+
+TEST(Shield, test_shield_cancel_outer) {
+  kettle::run([]() -> Coro<> {
+    kettle::Future<int> inner;
+    auto outer = kettle::shield(inner);
+    co_await kettle::sleep(0);
+    EXPECT_TRUE(outer.cancel());
+    co_await kettle::sleep(0);
+    EXPECT_TRUE(outer.cancelled());
+    EXPECT_FALSE(inner.cancelled());
+    inner.cancel();
+  }());
+}
+
+TEST(Shield, test_shield_effect) {
+  int proof = 0;
+  kettle::Future<> waiter;
+  auto inner = [&]() -> Coro<> {
+    co_await waiter;
+    proof += 1;
+  };
+  auto outer = [&]() -> Coro<> {
+    co_await kettle::shield(inner());
+    proof += 100;
+  };
+  kettle::run([&]() -> Coro<> {
+    Task<> f = kettle::create_task(outer());
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+    f.cancel();
+    EXPECT_THROW(co_await f, kettle::CancelledError);
+    waiter.set_result();
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+    EXPECT_EQ(proof, 1);
+  }());
+}
+
+TEST(Shield, test_gather_shield) {
+  kettle::run([]() -> Coro<> {
+    kettle::Future<int> child1, child2;
+    auto inner1 = kettle::shield(child1);
+    auto inner2 = kettle::shield(child2);
+    auto parent = kettle::gather(inner1, inner2);
+    co_await kettle::sleep(0);
+    parent.cancel();  // cancels inner1 and inner2, not child1 and child2
+    co_await kettle::sleep(0);
+    EXPECT_THROW(std::rethrow_exception(parent.exception()), kettle::CancelledError);
+    EXPECT_TRUE(inner1.cancelled());
+    EXPECT_TRUE(inner2.cancelled());
+    EXPECT_FALSE(child1.cancelled());
+    child1.set_result(1);
+    child2.set_result(2);
+    co_await kettle::sleep(0);
+  }());
+}
+
+TEST(Shield, test_shielded_timeout) {
+  auto coro = []() -> Coro<std::string> {
+    co_await kettle::sleep(100ms);
+    co_return "done";
+  };
+  kettle::run([&]() -> Coro<> {
+    Task<std::string> task = kettle::create_task(coro());
+    EXPECT_THROW(co_await kettle::wait_for(kettle::shield(task), 10ms), kettle::TimeoutError);
+    EXPECT_FALSE(task.done());
+    EXPECT_FALSE(task.cancelled());
+    EXPECT_EQ(co_await task, "done");
+  }());
+}
+
+TEST(Shield, test_zero_timeout) {
+  auto coro = []() -> Coro<std::string> {
+    co_await kettle::sleep(10ms);
+    co_return "done";
+  };
+  kettle::run([&]() -> Coro<> {
+    Task<std::string> task = kettle::create_task(coro());
+    auto shielded = kettle::shield(task);
+    EXPECT_THROW(co_await kettle::wait_for(shielded, 0s), kettle::TimeoutError);
+    EXPECT_FALSE(task.done());
+    EXPECT_FALSE(task.cancelled());
+    EXPECT_TRUE(shielded.cancelled());
+    co_await kettle::sleep(100ms);
+    EXPECT_TRUE(task.done());
+  }());
+}
+
+// wait -------------------------------------------------------------------------------------
+
+TEST(Wait, test_wait_first_completed) {
+  kettle::run([]() -> Coro<> {
+    Task<> a = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(10s)));
+    Task<> b = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(100ms)));
+    std::vector<Task<>> ts{b, a};
+    auto [done, pending] = co_await kettle::wait(ts, kettle::FIRST_COMPLETED);
+    EXPECT_EQ(done, std::vector<Task<>>{b});
+    EXPECT_EQ(pending, std::vector<Task<>>{a});
+    EXPECT_FALSE(a.done());
+    EXPECT_TRUE(b.done());
+    a.cancel();
+  }());
+}
+
+TEST(Wait, test_wait_really_done) {
+  // Futures that finish in the same iteration as the first one count as done.
+  auto coro1 = []() -> Coro<> { co_await kettle::sleep(0); };
+  kettle::run([&]() -> Coro<> {
+    Task<> a = kettle::create_task(coro1());
+    Task<> b = kettle::create_task(coro1());
+    std::vector<Task<>> ts{b, a};
+    auto [done, pending] = co_await kettle::wait(ts, kettle::FIRST_COMPLETED);
+    EXPECT_EQ(done.size(), 2u);
+    EXPECT_TRUE(pending.empty());
+  }());
+}
+
+TEST(Wait, test_wait_first_exception) {
+  auto exc = []() -> Coro<> {
+    throw std::domain_error("err");
+    co_return;
+  };
+  kettle::run([&]() -> Coro<> {
+    Task<> a = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(10s)));
+    Task<> b = kettle::create_task(exc());
+    std::vector<Task<>> ts{b, a};
+    auto t0 = std::chrono::steady_clock::now();
+    auto [done, pending] = co_await kettle::wait(ts, kettle::FIRST_EXCEPTION);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+    EXPECT_EQ(done, std::vector<Task<>>{b});
+    EXPECT_EQ(pending, std::vector<Task<>>{a});
+    EXPECT_TRUE(b.exception());
+    a.cancel();
+  }());
+}
+
+TEST(Wait, test_wait_with_exception) {
+  auto sleeper = []() -> Coro<> {
+    co_await kettle::sleep(150ms);
+    throw std::domain_error("really");
+  };
+  kettle::run([&]() -> Coro<> {
+    Task<> a = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(100ms)));
+    Task<> b = kettle::create_task(sleeper());
+    std::vector<Task<>> ts{b, a};
+    auto [done, pending] = co_await kettle::wait(ts);
+    EXPECT_EQ(done.size(), 2u);
+    EXPECT_TRUE(pending.empty());
+    int errors = 0;
+    for (auto& f : done)
+      errors += f.exception() ? 1 : 0;
+    EXPECT_EQ(errors, 1);
+  }());
+}
+
+TEST(Wait, test_wait_with_timeout) {
+  kettle::run([]() -> Coro<> {
+    Task<> a = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(100ms)));
+    Task<> b = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(150ms)));
+    std::vector<Task<>> ts{b, a};
+    auto t0 = std::chrono::steady_clock::now();
+    auto [done, pending] = co_await kettle::wait(ts, kettle::ALL_COMPLETED, 110ms);
+    auto dt = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(dt, 110ms);
+    EXPECT_LT(dt, 145ms);
+    EXPECT_EQ(done, std::vector<Task<>>{a});  // no TimeoutError, nothing cancelled
+    EXPECT_EQ(pending, std::vector<Task<>>{b});
+    EXPECT_FALSE(b.cancelled());
+    co_await b;
+    EXPECT_EQ(kettle::get_running_loop().core().timers.size(), 0u);
+  }());
+}
+
+TEST(Wait, test_wait_empty_raises) {
+  kettle::run([]() -> Coro<> {
+    std::vector<Task<>> none;
+    EXPECT_THROW(co_await kettle::wait(none), kettle::ValueError);
+  }());
+}
+
+// as_completed -------------------------------------------------------------------------------
+
+TEST(AsCompleted, test_as_completed) {
+  auto sleeper = [](std::chrono::milliseconds dt, std::string x) -> Coro<std::string> {
+    co_await kettle::sleep(dt);
+    co_return x;
+  };
+  kettle::run([&]() -> Coro<> {
+    std::vector<Coro<std::string>> aws;
+    aws.push_back(sleeper(150ms, "c"));
+    aws.push_back(sleeper(10ms, "a"));
+    aws.push_back(sleeper(20ms, "b"));
+    std::vector<std::string> values;
+    for (auto next : kettle::as_completed(aws))
+      values.push_back(co_await next);
+    EXPECT_EQ(values, (std::vector<std::string>{"a", "b", "c"}));
+  }());
+}
+
+TEST(AsCompleted, test_as_completed_with_timeout) {
+  auto sleeper = [](std::chrono::milliseconds dt, std::string x) -> Coro<std::string> {
+    co_await kettle::sleep(dt);
+    co_return x;
+  };
+  kettle::run([&]() -> Coro<> {
+    Task<std::string> a = kettle::create_task(sleeper(100ms, "a"));
+    Task<std::string> b = kettle::create_task(sleeper(1s, "b"));
+    std::vector<Task<std::string>> ts{a, b};
+    std::vector<std::pair<int, std::string>> values;
+    for (auto next : kettle::as_completed(ts, 120ms)) {
+      try {
+        values.emplace_back(1, co_await next);
+      } catch (const kettle::TimeoutError&) {
+        values.emplace_back(2, "timeout");
+      }
+    }
+    EXPECT_EQ(values.size(), 2u);
+    EXPECT_EQ(values[0], (std::pair<int, std::string>{1, "a"}));
+    EXPECT_EQ(values[1].first, 2);
+    EXPECT_FALSE(b.done());  // as_completed does not cancel
+    b.cancel();
+  }());
+}
+
+TEST(AsCompleted, test_as_completed_concurrent) {
+  auto sleeper = [](std::chrono::milliseconds dt, std::string x) -> Coro<std::string> {
+    co_await kettle::sleep(dt);
+    co_return x;
+  };
+  kettle::run([&]() -> Coro<> {
+    std::vector<Coro<std::string>> aws;
+    aws.push_back(sleeper(50ms, "a"));
+    aws.push_back(sleeper(50ms, "b"));
+    auto ac = kettle::as_completed(aws);
+    // Both steps awaited concurrently, from two tasks.
+    auto take = [](kettle::AsCompleted<std::string>::Next n) -> Coro<std::string> {
+      co_return co_await n;
+    };
+    auto it = ac.begin();
+    Task<std::string> t1 = kettle::create_task(take(*it++));
+    Task<std::string> t2 = kettle::create_task(take(*it++));
+    std::vector<Task<std::string>> both{t1, t2};
+    auto [done, pending] = co_await kettle::wait(both);
+    std::set<std::string> got;
+    for (auto& t : done)
+      got.insert(t.result());
+    EXPECT_EQ(got, (std::set<std::string>{"a", "b"}));
+  }());
+}
+
+TEST(AsCompleted, test_as_completed_exception_and_cancelled_waiter_keeps_result) {
+  auto fail = []() -> Coro<int> {
+    co_await kettle::sleep(5ms);
+    throw std::domain_error("boom");
+  };
+  auto ok = []() -> Coro<int> {
+    co_await kettle::sleep(20ms);
+    co_return 7;
+  };
+  kettle::run([&]() -> Coro<> {
+    std::vector<Coro<int>> aws;
+    aws.push_back(fail());
+    aws.push_back(ok());
+    auto ac = kettle::as_completed(aws);
+    auto it = ac.begin();
+    EXPECT_THROW(co_await *it++, std::domain_error);
+    // A waiter cancelled while waiting takes nothing away from the next one.
+    auto take = [](kettle::AsCompleted<int>::Next n) -> Coro<int> { co_return co_await n; };
+    Task<int> impatient = kettle::create_task(take(*it));
+    co_await kettle::sleep(1ms);
+    impatient.cancel();
+    EXPECT_THROW(co_await impatient, kettle::CancelledError);
+    EXPECT_EQ(co_await *it, 7);
+  }());
 }

@@ -94,9 +94,10 @@ void EventLoop::run_forever() {
 void EventLoop::run_once() {
   detail::ReadyQueue& ready = core_.ready;
   detail::TimerHeap& timers = core_.timers;
-  if (ready.empty() && !core_.stopping) {
-    std::int64_t timeout = -1;
-    if (!timers.empty()) {
+  if (ready.empty()) {
+    // Nothing to run: wait for I/O until the next timer (not at all when stopping).
+    std::int64_t timeout = core_.stopping ? 0 : -1;
+    if (!core_.stopping && !timers.empty()) {
       timeout = timers.next_deadline() - detail::now_ns();
       if (timeout < 0) timeout = 0;
     }

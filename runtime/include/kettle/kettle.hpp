@@ -6,5 +6,6 @@
 #include "kettle/exceptions.hpp"
 #include "kettle/futures.hpp"
 #include "kettle/runners.hpp"
+#include "kettle/taskgroups.hpp"
 #include "kettle/tasks.hpp"
 #include "kettle/timeouts.hpp"

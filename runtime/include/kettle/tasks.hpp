@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -134,7 +135,8 @@ SleepAwaiter sleep(double seconds) noexcept;
 // first exception is propagated to the awaiter at once and the other children keep
 // running (asyncio's meaning). Cancelling the gather cancels every unfinished child; a
 // child cancelled from outside counts as that child raising CancelledError.
-// gather() returns a GatheringFuture, which can be awaited, cancelled and inspected.
+// gather() returns a LoopFuture (alias GatheringFuture), which can be awaited, cancelled
+// and inspected.
 
 inline constexpr struct return_exceptions_t {
   explicit return_exceptions_t() = default;
@@ -166,33 +168,77 @@ class Result {
   std::variant<value_type, std::exception_ptr> v_;
 };
 
+// A loop-local future (asyncio.Future) made by gather() or shield(): awaitable by any
+// number of tasks, cancellable, inspectable.
 template <class R>
-class GatheringFuture {
+class LoopFuture {
  public:
-  // False once done; otherwise cancels every unfinished child and returns whether any
-  // child took the request.
+  // gather: false once done; otherwise cancels every unfinished child and returns whether
+  // any child took the request. shield: cancels the outer future only.
   bool cancel(std::string_view msg = {}) { return state_->cancel(msg); }
   bool done() const noexcept { return state_->done(); }
   bool cancelled() const noexcept { return state_->cancelled(); }
   std::exception_ptr exception() const { return state_->exception(); }
-  R& result() & { return detail::future_ref<R>(state_.get()); }
+  decltype(auto) result() & { return detail::future_ref<R>(state_.get()); }
   R result() && { return detail::future_take<R>(state_.get(), state_->refs() == 1); }
 
   detail::FutureAwaiter<R, false> operator co_await() & noexcept;
   detail::FutureAwaiter<R, true> operator co_await() && noexcept;
 
+  template <class F>
+  void add_done_callback(F&& fn);
+
   // Implementation
-  explicit GatheringFuture(detail::FutureCore* adopted) noexcept : state_(adopted) {}
+  explicit LoopFuture(detail::FutureCore* adopted) noexcept : state_(adopted) {}
   detail::FutureCore* state() const noexcept { return state_.get(); }
 
  private:
   detail::CoreRef<detail::FutureCore> state_;
 };
 
+template <class R>
+using GatheringFuture = LoopFuture<R>;
+
 template <class... Aws>
 auto gather(Aws&&... aws);
 template <class... Aws>
 auto gather(return_exceptions_t, Aws&&... aws);
+
+// ---------------------------------------------------------------------------------------
+// shield, wait, as_completed
+//
+//   T r = co_await kettle::shield(task);   // cancelling this task does not cancel `task`
+//   auto [done, pending] = co_await kettle::wait(tasks, kettle::FIRST_COMPLETED, 1s);
+//   for (auto next : kettle::as_completed(tasks, 2s)) T r = co_await next;
+
+// shield(aw): a LoopFuture that follows aw (a Coro becomes a task). Cancelling it, or
+// the task awaiting it, does not cancel aw; the awaiting task still sees CancelledError.
+template <class Aw>
+auto shield(Aw&& aw);
+
+enum class ReturnWhen : std::uint8_t { first_completed, first_exception, all_completed };
+inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::first_completed;
+inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::first_exception;
+inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
+
+template <class Fut>
+struct WaitResult {
+  std::vector<Fut> done;
+  std::vector<Fut> pending;
+};
+
+// wait(futures, return_when, timeout): waits for Tasks or LoopFutures (not Coros: make
+// them tasks first, as asyncio requires) and returns which are done and which pending, in
+// the input's order. Never raises TimeoutError and never cancels anything.
+template <class Range>
+auto wait(Range&& futures, ReturnWhen return_when = ALL_COMPLETED,
+          std::optional<std::chrono::duration<double>> timeout = std::nullopt);
+
+// as_completed(aws, timeout): as many awaitables as aws has, each giving the next result
+// in completion order (or raising its exception); after the timeout, the ones left raise
+// TimeoutError. Coros are made tasks.
+template <class Range>
+auto as_completed(Range&& aws, std::optional<std::chrono::duration<double>> timeout = std::nullopt);
 
 // ---------------------------------------------------------------------------------------
 // Implementation
@@ -270,7 +316,7 @@ struct AwaitTraits<Task<T>> {
   using value_type = T;
 };
 template <class R>
-struct AwaitTraits<GatheringFuture<R>> {
+struct AwaitTraits<LoopFuture<R>> {
   using value_type = R;
 };
 template <class Aw>
@@ -307,7 +353,9 @@ CoreRef<FutureCore> ensure_future(LoopCore& loop, Aw&& aw) {
     if (!f) throw RuntimeError("cannot await an empty Task");
     if (f->loop() != &loop) throw_foreign_loop();
     f->add_ref();
-  } else if constexpr (requires { aw.state(); }) {
+  } else if constexpr (requires {
+                         { aw.state() } -> std::convertible_to<FutureCore*>;
+                       }) {
     f = aw.state();
     if (f->loop() != &loop) throw_foreign_loop();
     f->add_ref();
@@ -336,12 +384,23 @@ inline detail::FutureAwaiter<void, false> TaskRef::operator co_await() const noe
   return detail::FutureAwaiter<void, false>(state_.get());
 }
 template <class R>
-detail::FutureAwaiter<R, false> GatheringFuture<R>::operator co_await() & noexcept {
+detail::FutureAwaiter<R, false> LoopFuture<R>::operator co_await() & noexcept {
   return detail::FutureAwaiter<R, false>(state_.get());
 }
 template <class R>
-detail::FutureAwaiter<R, true> GatheringFuture<R>::operator co_await() && noexcept {
+detail::FutureAwaiter<R, true> LoopFuture<R>::operator co_await() && noexcept {
   return detail::FutureAwaiter<R, true>(state_.get());
+}
+template <class R>
+template <class F>
+void LoopFuture<R>::add_done_callback(F&& fn) {
+  if constexpr (std::is_invocable_v<std::decay_t<F>&, LoopFuture<R>&>) {
+    state_->add_done_callback([self = *this, f = std::forward<F>(fn)]() mutable { f(self); });
+  } else {
+    static_assert(std::is_invocable_v<std::decay_t<F>&>,
+                  "kettle: a done callback takes the future (LoopFuture<R>&) or nothing");
+    state_->add_done_callback(std::function<void()>(std::forward<F>(fn)));
+  }
 }
 
 template <class T>
@@ -431,3 +490,4 @@ inline SleepAwaiter sleep(double seconds) noexcept {
 }  // namespace kettle
 
 #include "kettle/detail/gather.hpp"
+#include "kettle/detail/waiting.hpp"

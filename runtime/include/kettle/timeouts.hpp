@@ -193,9 +193,13 @@ class TimeoutAwaiter {
   }
 
   auto await_suspend(std::coroutine_handle<> h) {
-    // Only a pending Task or gather gets here when immediate_: cancel it, wait for it.
-    if (immediate_) {
-      if constexpr (is_loop_future_v<Stored>) slot_.stored.cancel();
+    // Only a pending Task or gather gets here when immediate_: cancel it, wait for it
+    // (a future that cancel() completes at once needs no waiting).
+    if constexpr (is_loop_future_v<Stored> && !returns_handle) {
+      if (immediate_) {
+        slot_.stored.cancel();
+        if (slot_.stored.done()) return false;
+      }
     }
     return suspend_inner(h, !immediate_);
   }
@@ -226,11 +230,19 @@ class TimeoutAwaiter {
     }
   }
 
+  static constexpr bool returns_handle =
+      !std::is_void_v<decltype(std::declval<Slot&>().awaiter.await_suspend(
+          std::coroutine_handle<>()))> &&
+      !std::is_same_v<
+          decltype(std::declval<Slot&>().awaiter.await_suspend(std::coroutine_handle<>())), bool>;
+
+  // Suspends in the inner awaitable; arms the deadline if it really suspended.
   auto suspend_inner(std::coroutine_handle<> h, bool arm) {
     using R = decltype(slot_.awaiter.await_suspend(h));
     if constexpr (std::is_void_v<R>) {
       slot_.awaiter.await_suspend(h);
       if (arm) cm_.on_suspend();
+      return true;
     } else if constexpr (std::is_same_v<R, bool>) {
       bool suspended = slot_.awaiter.await_suspend(h);
       if (suspended && arm) cm_.on_suspend();

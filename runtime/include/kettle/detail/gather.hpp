@@ -180,7 +180,7 @@ auto gather_tuple(Aws&&... aws) {
       GatherTuple<ReturnExceptions, std::integer_sequence<bool, gather_makes_child<Aws>...>,
                   await_value_t<Aws>...>;
   using R = typename State::value_type;
-  GatheringFuture<R> g(new State(loop));
+  LoopFuture<R> g(new State(loop));
   auto* s = static_cast<State*>(g.state());
   set_up_gather(s, [&] {
     std::size_t i = 0;
@@ -205,7 +205,7 @@ auto gather_over(Range&& range) {
       return ensure_future(loop, elem);
   };
   if constexpr (std::ranges::sized_range<Range>) {
-    GatheringFuture<R> g(new State(loop, std::ranges::size(range)));
+    LoopFuture<R> g(new State(loop, std::ranges::size(range)));
     auto* s = static_cast<State*>(g.state());
     set_up_gather(s, [&] {
       std::size_t i = 0;
@@ -217,7 +217,7 @@ auto gather_over(Range&& range) {
     std::vector<CoreRef<FutureCore>> futures;
     for (auto&& elem : range)
       futures.push_back(make(elem));
-    GatheringFuture<R> g(new State(loop, futures.size()));
+    LoopFuture<R> g(new State(loop, futures.size()));
     auto* s = static_cast<State*>(g.state());
     set_up_gather(s, [&] {
       for (std::size_t i = 0; i < futures.size(); ++i)
