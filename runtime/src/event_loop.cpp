@@ -113,7 +113,12 @@ void EventLoop::run_once() {
     poll_io();
   }
   if (!timers.empty()) {
-    timers.pop_due(detail::now_ns(), [&](detail::TimerNode* n) { ready.push(n->target); });
+    timers.pop_due(detail::now_ns(), [&](detail::TimerNode* n) {
+      if (n->fires_inline())
+        n->target()->run();  // may disarm other timers; never resumes a coroutine
+      else
+        ready.push(n->target());
+    });
   }
   // Run the batch that is ready now; what it schedules runs in the next iteration.
   for (std::size_t n = ready.size(); n > 0; --n)
@@ -148,7 +153,7 @@ void EventLoop::close() {
   core_.closed = true;
   // Timers first, so that destroying suspended coroutines finds no armed sleep.
   std::vector<detail::Runnable*> timer_targets;
-  core_.timers.clear([&](detail::TimerNode* n) { timer_targets.push_back(n->target); });
+  core_.timers.clear([&](detail::TimerNode* n) { timer_targets.push_back(n->target()); });
   for (detail::Runnable* r : timer_targets)
     r->drop();
   core_.ready.drain([](detail::Runnable* r) { r->drop(); });

@@ -46,12 +46,12 @@ std::int64_t to_ns(Timeout::clock::time_point t) noexcept {
 Timeout::Timeout(std::optional<clock::time_point> when) noexcept {
   if (when) when_ = detail::to_ns(*when);
   fire_.owner = this;
-  node_.target = &fire_;
+  node_.set_inline_target(&fire_);
 }
 
 Timeout::Timeout(Relative rel) noexcept : relative_(rel.ns), relative_mode_(true) {
   fire_.owner = this;
-  node_.target = &fire_;
+  node_.set_inline_target(&fire_);
 }
 
 Timeout::~Timeout() {

@@ -13,6 +13,7 @@
 // std::reference_wrapper instead).
 #pragma once
 
+#include <cassert>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -180,6 +181,8 @@ class Coro<T>::Awaiter {
 
   T await_resume() {
     promise_type& p = h_.promise();
+    assert(p.start_ == detail::CoroStart::finished ||
+           p.start_ == detail::CoroStart::finished_inline);
     if (p.exception_) std::rethrow_exception(p.exception_);
     return p.take();
   }

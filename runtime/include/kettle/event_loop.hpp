@@ -232,7 +232,7 @@ TimerHandle EventLoop::call_at(clock::time_point when, F&& fn) {
   node->loop = &core_;
   node->timer.when =
       std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
-  node->timer.target = node;
+  node->timer.set_target(node);
   node->add_ref();  // one for the heap, one for the returned handle
   core_.timers.push(&node->timer);
   return TimerHandle(node);

@@ -9,3 +9,4 @@
 #include "kettle/taskgroups.hpp"
 #include "kettle/tasks.hpp"
 #include "kettle/timeouts.hpp"
+#include "kettle/use_coro.hpp"

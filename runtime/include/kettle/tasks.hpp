@@ -439,7 +439,7 @@ class SleepAwaiter : private detail::CancelHook {
 
   void await_suspend(std::coroutine_handle<> h) {
     detail::TaskBase& t = detail::current_task_for_await();
-    node_.target = &t;
+    node_.set_target(&t);
     if (node_.when <= 0) {
       t.suspend(h, nullptr);
       detail::tls_loop->schedule(&t);
@@ -449,14 +449,14 @@ class SleepAwaiter : private detail::CancelHook {
   }
 
   void await_resume() {
-    if (!node_.target) return;  // did not suspend
+    if (!node_.target()) return;  // did not suspend
     // Consume a pending cancel request even when the timer was aborted by the hook.
     if (task()->take_cancel() | (node_.index == detail::TimerNode::cancelled))
       task()->throw_cancelled();
   }
 
  private:
-  detail::TaskBase* task() const noexcept { return static_cast<detail::TaskBase*>(node_.target); }
+  detail::TaskBase* task() const noexcept { return static_cast<detail::TaskBase*>(node_.target()); }
   void arm(detail::TaskBase& t, std::coroutine_handle<> h);
 
   static bool hook(detail::CancelHook* h) noexcept {

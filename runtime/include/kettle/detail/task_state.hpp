@@ -45,6 +45,9 @@ class TaskBase : public FutureCore {
   }
   [[noreturn]] void throw_cancelled() const;
   bool cancel_requested() const noexcept { return flags_ & kMustCancel; }
+  // A cancellation was taken but could not be delivered here: deliver it at the next
+  // suspension point.
+  void defer_cancel() noexcept { flags_ |= kMustCancel; }
 
   // --- asyncio.Task ---
   bool cancel(std::string_view msg) override;

@@ -21,11 +21,25 @@ struct TimerNode {
   static constexpr std::uint32_t npos = std::numeric_limits<std::uint32_t>::max();
   static constexpr std::uint32_t cancelled = npos - 1;  // an owner's mark, not armed either
   std::int64_t when = 0;                                // steady_clock nanoseconds
-  Runnable* target = nullptr;  // pushed to the ready queue when the timer fires
   std::uint32_t index = npos;  // position in the heap; npos (or cancelled) when not armed
   std::uint32_t seq = 0;       // scheduling order, for equal deadlines (wraps harmlessly)
 
   bool armed() const noexcept { return index < cancelled; }
+
+  // What the timer does when it fires. A task (a sleep) is pushed to the ready queue, after
+  // what is ready already. An owner that only cancels or wakes tasks (a timeout scope, a
+  // wait) runs at once instead: it may be gone by the time a queued entry would run.
+  void set_target(Runnable* r) noexcept { target_ = reinterpret_cast<std::uintptr_t>(r); }
+  void set_inline_target(Runnable* r) noexcept {
+    target_ = reinterpret_cast<std::uintptr_t>(r) | 1u;
+  }
+  Runnable* target() const noexcept {
+    return reinterpret_cast<Runnable*>(target_ & ~std::uintptr_t(1));
+  }
+  bool fires_inline() const noexcept { return target_ & 1u; }
+
+ private:
+  std::uintptr_t target_ = 0;  // a Runnable*, tagged in its low bit when it fires inline
 };
 
 class TimerHeap {

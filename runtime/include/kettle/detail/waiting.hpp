@@ -106,7 +106,7 @@ class WaitAwaiter : private CancelHook, private Runnable {
  public:
   WaitAwaiter(std::vector<Fut> futs, ReturnWhen rw, std::optional<std::int64_t> timeout_ns)
       : CancelHook{&hook}, futs_(std::move(futs)), rw_(rw), timeout_ns_(timeout_ns) {
-    timer_.target = this;
+    timer_.set_inline_target(this);
   }
   WaitAwaiter(const WaitAwaiter&) = delete;
   WaitAwaiter& operator=(const WaitAwaiter&) = delete;
@@ -236,7 +236,7 @@ class AsCompletedState final : private Runnable {
       }
     }
     if (todo_ && timeout_ns) {
-      timer_.target = this;
+      timer_.set_inline_target(this);
       timer_.when = now_ns() + *timeout_ns;
       loop_->timers.push(&timer_);
     }
