@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bench {
@@ -39,6 +40,29 @@ inline long rss_bytes() {
       return kb * 1024;
     }
     std::getline(f, key);
+  }
+  return 0;
+}
+
+// Runs the workloads named on the command line (all by default). Exit status 3 for a
+// workload this program does not have, so that bench/compare can tell it apart.
+template <class Table, class Run>
+int main(int argc, char** argv, const Table& table, Run run) {
+  std::vector<std::string> names(argv + 1, argv + argc);
+  if (names.empty())
+    for (const auto& [name, fn] : table)
+      names.emplace_back(name);
+  for (const std::string& n : names) {
+    bool found = false;
+    for (const auto& [name, fn] : table)
+      if (n == name) {
+        run(fn);
+        found = true;
+      }
+    if (!found) {
+      std::fprintf(stderr, "no workload named %s here\n", n.c_str());
+      return 3;
+    }
   }
   return 0;
 }

@@ -78,24 +78,57 @@ Coro<> sleep_100k() {
   bench::report("sleep_100k", "bytes_per_task", double(peak - rss0) / n);
 }
 
+Coro<> long_sleeper() {
+  co_await kettle::sleep(3600s);
+}
+
+// 4. cancel 100 000 sleeping tasks and wait for them all to finish.
+Coro<> cancel_100k() {
+  constexpr int n = 100'000;
+  std::vector<kettle::Task<>> tasks;
+  tasks.reserve(n);
+  for (int i = 0; i < n; ++i)
+    tasks.push_back(kettle::create_task(long_sleeper()));
+  co_await kettle::sleep(0);  // every task is asleep now
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto& t : tasks)
+    t.cancel();
+  co_await kettle::gather(kettle::return_exceptions, tasks);
+  bench::report("cancel_100k", "ns_per_task", bench::seconds_since(t0) * 1e9 / n);
+}
+
+Coro<int> ready_value(int i) {
+  co_return i;
+}
+
+// 5. wait_for around a coroutine that completes at once, against a plain await of it.
+Coro<> wait_for_ready() {
+  constexpr int n = 1'000'000;
+  long sum = 0;
+  std::vector<double> plain, timed;
+  for (int round = 0; round < bench::kRounds; ++round) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i)
+      sum += co_await ready_value(i);
+    plain.push_back(bench::seconds_since(t0));
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i)
+      sum += co_await kettle::wait_for(ready_value(i), 1s);
+    timed.push_back(bench::seconds_since(t0));
+  }
+  if (sum == 42) std::puts("");
+  bench::report("wait_for_ready", "ns_plain_await", bench::median(plain) * 1e9 / n);
+  bench::report("wait_for_ready", "ns_wait_for", bench::median(timed) * 1e9 / n);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* all[] = {"gather_100k", "sleep0_1m", "switch_1m", "sleep_100k"};
-  std::vector<const char*> which(argv + 1, argv + argc);
-  if (which.empty()) which.assign(std::begin(all), std::end(all));
-  for (const char* w : which) {
-    if (!std::strcmp(w, "gather_100k"))
-      kettle::run(gather_100k());
-    else if (!std::strcmp(w, "sleep0_1m"))
-      kettle::run(sleep0_1m());
-    else if (!std::strcmp(w, "switch_1m"))
-      kettle::run(switch_1m());
-    else if (!std::strcmp(w, "sleep_100k"))
-      kettle::run(sleep_100k());
-    else {
-      std::fprintf(stderr, "unknown workload %s\n", w);
-      return 2;
-    }
-  }
+  using Workload = Coro<> (*)();
+  const std::pair<const char*, Workload> workloads[] = {
+      {"gather_100k", gather_100k}, {"sleep0_1m", sleep0_1m},
+      {"switch_1m", switch_1m},     {"sleep_100k", sleep_100k},
+      {"cancel_100k", cancel_100k}, {"wait_for_ready", wait_for_ready},
+  };
+  return bench::main(argc, argv, workloads, [](Workload w) { kettle::run(w()); });
 }

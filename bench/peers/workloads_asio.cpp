@@ -104,21 +104,12 @@ void sleep_100k() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* all[] = {"gather_100k", "sleep0_1m", "switch_1m", "sleep_100k"};
-  std::vector<const char*> which(argv + 1, argv + argc);
-  if (which.empty()) which.assign(std::begin(all), std::end(all));
-  for (const char* w : which) {
-    if (!std::strcmp(w, "gather_100k"))
-      gather_100k();
-    else if (!std::strcmp(w, "sleep0_1m"))
-      sleep0_1m();
-    else if (!std::strcmp(w, "switch_1m"))
-      switch_1m();
-    else if (!std::strcmp(w, "sleep_100k"))
-      sleep_100k();
-    else {
-      std::fprintf(stderr, "unknown workload %s\n", w);
-      return 2;
-    }
-  }
+  using Workload = void (*)();
+  const std::pair<const char*, Workload> workloads[] = {
+      {"gather_100k", gather_100k},
+      {"sleep0_1m", sleep0_1m},
+      {"switch_1m", switch_1m},
+      {"sleep_100k", sleep_100k},
+  };
+  return bench::main(argc, argv, workloads, [](Workload w) { w(); });
 }

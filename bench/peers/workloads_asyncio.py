@@ -79,8 +79,44 @@ async def sleep_100k():
     report("sleep_100k", "bytes_per_task", (peak - rss0) / n)
 
 
+async def long_sleeper():
+    await asyncio.sleep(3600)
+
+
+async def cancel_100k():
+    n = 100_000
+    tasks = [asyncio.create_task(long_sleeper()) for _ in range(n)]
+    await asyncio.sleep(0)
+    t0 = time.perf_counter()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    report("cancel_100k", "ns_per_task", (time.perf_counter() - t0) * 1e9 / n)
+
+
+async def ready_value(i):
+    return i
+
+
+async def wait_for_ready():
+    n = 200_000
+    plain, timed = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for i in range(n):
+            await ready_value(i)
+        plain.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for i in range(n):
+            await asyncio.wait_for(ready_value(i), 1)
+        timed.append(time.perf_counter() - t0)
+    report("wait_for_ready", "ns_plain_await", statistics.median(plain) * 1e9 / n)
+    report("wait_for_ready", "ns_wait_for", statistics.median(timed) * 1e9 / n)
+
+
 WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
-             "sleep_100k": sleep_100k}
+             "sleep_100k": sleep_100k, "cancel_100k": cancel_100k,
+             "wait_for_ready": wait_for_ready}
 
 
 def main(argv):
@@ -89,6 +125,9 @@ def main(argv):
         import uvloop
         uvloop.install()
     for name in args or list(WORKLOADS):
+        if name not in WORKLOADS:
+            print(f"no workload named {name} here", file=sys.stderr)
+            sys.exit(3)
         asyncio.run(WORKLOADS[name]())
 
 

@@ -38,9 +38,12 @@ void GroupState::check_can_create() const {
 void GroupState::attach(TaskBase* child) {
   auto* c = new Child(this, child);
   child->add_ref();
-  c->next_child = children_;
-  if (children_) children_->prev_child = c;
-  children_ = c;
+  c->prev_child = last_child_;
+  if (last_child_)
+    last_child_->next_child = c;
+  else
+    children_ = c;
+  last_child_ = c;
   ++nchildren_;
   child->add_waiter(*c);
 }
@@ -55,7 +58,10 @@ void GroupState::child_done(Child* c, bool abandoned) noexcept {
     c->prev_child->next_child = c->next_child;
   else
     children_ = c->next_child;
-  if (c->next_child) c->next_child->prev_child = c->prev_child;
+  if (c->next_child)
+    c->next_child->prev_child = c->prev_child;
+  else
+    last_child_ = c->prev_child;
   --nchildren_;
   TaskBase* t = c->task;
   delete c;

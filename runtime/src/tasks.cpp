@@ -103,10 +103,6 @@ std::string_view TaskBase::cancel_message() const noexcept {
   return e ? std::string_view(e->cancel_message) : std::string_view();
 }
 
-void TaskBase::throw_cancelled() const {
-  throw CancelledError(std::string(cancel_message()));
-}
-
 void throw_not_in_task() {
   throw RuntimeError(
       "a kettle awaitable was awaited outside a task: run the coroutine with kettle::run(), "

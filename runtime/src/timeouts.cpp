@@ -54,16 +54,26 @@ Timeout::Timeout(Relative rel) noexcept : relative_(rel.ns), relative_mode_(true
   node_.set_inline_target(&fire_);
 }
 
-Timeout::~Timeout() {
-  disarm();
-}
-
 std::optional<double> Timeout::when() const noexcept {
   if (!when_) return std::nullopt;
   return double(*when_) * 1e-9;
 }
 
-void Timeout::enter() {
+void Timeout::enter_relative() noexcept {
+  // wait_for: bind to the running task; the deadline is armed only if the body suspends.
+  detail::LoopCore* l = detail::tls_loop;
+  if (!l || !l->current_task) [[unlikely]] {
+    enter_slow();  // raises
+    return;
+  }
+  task_ = l->current_task;
+  loop_ = l;
+  cancelling_ = task_->cancelling();
+  state_ = State::entered;
+  entered_coarse_ = detail::coarse_now_ns();
+}
+
+void Timeout::enter_slow() {
   if (state_ != State::created) throw RuntimeError("Timeout has already been entered");
   detail::LoopCore* l = detail::tls_loop;
   if (!l || !l->current_task) throw RuntimeError("Timeout should be used inside a task");
@@ -77,10 +87,8 @@ void Timeout::enter() {
     arm();
 }
 
-void Timeout::on_suspend() {
-  // wait_for's deadline is armed the first time the body suspends. Either bound is at
-  // least the entry time plus the timeout; take the nearer.
-  if (!relative_mode_ || when_ || state_ != State::entered) return;
+void Timeout::arm_relative() {
+  // Either bound is at least the entry time plus the timeout; take the nearer.
   std::int64_t now = detail::now_ns();
   when_ = std::min(entered_coarse_ + detail::coarse_resolution_ns() + relative_, now + relative_);
   arm();
@@ -99,8 +107,10 @@ void Timeout::arm() {
 
 void Timeout::disarm() noexcept {
   if (node_.armed()) loop_->timers.remove(&node_);
-  soon_.cancel();
-  soon_ = Handle();
+  if (soon_) {
+    soon_.cancel();
+    soon_ = Handle();
+  }
 }
 
 void Timeout::on_timeout() noexcept {
@@ -114,7 +124,7 @@ void Timeout::on_timeout() noexcept {
   }
 }
 
-bool Timeout::exit() noexcept {
+bool Timeout::exit_slow() noexcept {
   disarm();
   if (state_ == State::expiring) {
     state_ = State::expired;

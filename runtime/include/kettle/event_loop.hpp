@@ -64,6 +64,8 @@ class Handle {
   // The callback will not run. Safe to call more than once, or after it ran.
   void cancel() noexcept;
   bool cancelled() const noexcept;
+  // Whether this handle refers to a callback at all.
+  explicit operator bool() const noexcept { return node_ != nullptr; }
 
   // Implementation
   class Node;

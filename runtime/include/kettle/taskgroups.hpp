@@ -104,7 +104,8 @@ class GroupState {
 
   LoopCore* loop_;
   TaskBase* parent_;
-  Child* children_ = nullptr;
+  Child* children_ = nullptr;  // in creation order
+  Child* last_child_ = nullptr;
   std::size_t nchildren_ = 0;
   std::vector<std::exception_ptr> errors_;
   TaskBase* exit_waiter_ = nullptr;  // the parent, suspended until the children are done

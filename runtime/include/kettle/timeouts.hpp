@@ -53,7 +53,9 @@ class Timeout {
   explicit Timeout(std::optional<clock::time_point> when) noexcept;
   Timeout(const Timeout&) = delete;
   Timeout& operator=(const Timeout&) = delete;
-  ~Timeout();
+  ~Timeout() {
+    if (node_.armed() || soon_) disarm();
+  }
 
   // Runs `body` (a Coro or any awaitable) in the current task under this deadline and
   // returns its result. A Timeout is entered once: running it again raises RuntimeError.
@@ -76,15 +78,33 @@ class Timeout {
     std::int64_t ns;
   };
   explicit Timeout(Relative rel) noexcept;
-  void enter();
-  void on_suspend();
-  bool exit() noexcept;  // true if the body's CancelledError must become TimeoutError
+  void enter() {
+    if (relative_mode_ && state_ == State::created) [[likely]]
+      enter_relative();
+    else
+      enter_slow();
+  }
+  void on_suspend() {
+    if (relative_mode_ && !when_ && state_ == State::entered) arm_relative();
+  }
+  // True if the body's CancelledError must become TimeoutError.
+  bool exit() noexcept {
+    if (state_ == State::entered && !node_.armed() && !soon_) [[likely]] {
+      state_ = State::exited;  // nothing armed, nothing fired: the common way out
+      return false;
+    }
+    return exit_slow();
+  }
 
  private:
   struct Fire final : detail::Runnable {
     Timeout* owner;
     void run() noexcept override { owner->on_timeout(); }
   };
+  void enter_relative() noexcept;
+  void enter_slow();
+  void arm_relative();
+  bool exit_slow() noexcept;
   void arm();
   void disarm() noexcept;
   void on_timeout() noexcept;

@@ -43,7 +43,8 @@ class TaskBase : public FutureCore {
     if (take_cancel()) [[unlikely]]
       throw_cancelled();
   }
-  [[noreturn]] void throw_cancelled() const;
+  // Inline, so that the unwinder has one frame less to walk to the coroutine's handler.
+  [[noreturn]] void throw_cancelled() const { throw CancelledError(std::string(cancel_message())); }
   bool cancel_requested() const noexcept { return flags_ & kMustCancel; }
   // A cancellation was taken but could not be delivered here: deliver it at the next
   // suspension point.
