@@ -121,14 +121,75 @@ Coro<> wait_for_ready() {
   bench::report("wait_for_ready", "ns_wait_for", bench::median(timed) * 1e9 / n);
 }
 
+// 6. 1 000 000 items through a bounded queue (maxsize 1000) between two tasks.
+Coro<> producer(kettle::Queue<int>& q, int n) {
+  for (int i = 0; i < n; ++i)
+    co_await q.put(i);
+}
+Coro<long> consumer(kettle::Queue<int>& q, int n) {
+  long sum = 0;
+  for (int i = 0; i < n; ++i)
+    sum += co_await q.get();
+  co_return sum;
+}
+Coro<> queue_1m() {
+  constexpr int n = 1'000'000;
+  kettle::Queue<int> q(1000);
+  auto t0 = std::chrono::steady_clock::now();
+  auto [done, sum] = co_await kettle::gather(producer(q, n), consumer(q, n));
+  double s = bench::seconds_since(t0);
+  if (sum != long(n) * (n - 1) / 2) std::abort();
+  bench::report("queue_1m", "ns_per_item", s * 1e9 / n);
+}
+
+// 7. two tasks taking a lock in turns: each holds it across a yield, so every acquire
+// waits for the other task's release (a hand-off).
+Coro<> lock_user(kettle::Lock& lock, int n) {
+  for (int i = 0; i < n; ++i) {
+    co_await lock.acquire();
+    co_await kettle::sleep(0);
+    lock.release();
+  }
+}
+Coro<> lock_handoff() {
+  constexpr int n = 200'000;
+  kettle::Lock lock;
+  auto t0 = std::chrono::steady_clock::now();
+  co_await kettle::gather(lock_user(lock, n), lock_user(lock, n));
+  bench::report("lock_handoff", "ns_per_acquire", bench::seconds_since(t0) * 1e9 / (2 * n));
+}
+
+// 8. Event ping-pong: two tasks wake each other through two events.
+Coro<> pinger(kettle::Event& mine, kettle::Event& theirs, int n) {
+  for (int i = 0; i < n; ++i) {
+    co_await mine.wait();
+    mine.clear();
+    theirs.set();
+  }
+}
+Coro<> event_pingpong() {
+  constexpr int n = 200'000;
+  kettle::Event a, b;
+  a.set();
+  auto t0 = std::chrono::steady_clock::now();
+  co_await kettle::gather(pinger(a, b, n), pinger(b, a, n));
+  bench::report("event_pingpong", "ns_per_round_trip", bench::seconds_since(t0) * 1e9 / n);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using Workload = Coro<> (*)();
   const std::pair<const char*, Workload> workloads[] = {
-      {"gather_100k", gather_100k}, {"sleep0_1m", sleep0_1m},
-      {"switch_1m", switch_1m},     {"sleep_100k", sleep_100k},
-      {"cancel_100k", cancel_100k}, {"wait_for_ready", wait_for_ready},
+      {"gather_100k", gather_100k},
+      {"sleep0_1m", sleep0_1m},
+      {"switch_1m", switch_1m},
+      {"sleep_100k", sleep_100k},
+      {"cancel_100k", cancel_100k},
+      {"wait_for_ready", wait_for_ready},
+      {"queue_1m", queue_1m},
+      {"lock_handoff", lock_handoff},
+      {"event_pingpong", event_pingpong},
   };
   return bench::main(argc, argv, workloads, [](Workload w) { kettle::run(w()); });
 }

@@ -114,9 +114,62 @@ async def wait_for_ready():
     report("wait_for_ready", "ns_wait_for", statistics.median(timed) * 1e9 / n)
 
 
+async def producer(q, n):
+    for i in range(n):
+        await q.put(i)
+
+
+async def consumer(q, n):
+    s = 0
+    for _ in range(n):
+        s += await q.get()
+    return s
+
+
+async def queue_1m():
+    n = 1_000_000
+    q = asyncio.Queue(1000)
+    t0 = time.perf_counter()
+    _, s = await asyncio.gather(producer(q, n), consumer(q, n))
+    assert s == n * (n - 1) // 2
+    report("queue_1m", "ns_per_item", (time.perf_counter() - t0) * 1e9 / n)
+
+
+async def lock_user(lock, n):
+    for _ in range(n):
+        await lock.acquire()
+        await asyncio.sleep(0)
+        lock.release()
+
+
+async def lock_handoff():
+    n = 200_000
+    lock = asyncio.Lock()
+    t0 = time.perf_counter()
+    await asyncio.gather(lock_user(lock, n), lock_user(lock, n))
+    report("lock_handoff", "ns_per_acquire", (time.perf_counter() - t0) * 1e9 / (2 * n))
+
+
+async def pinger(mine, theirs, n):
+    for _ in range(n):
+        await mine.wait()
+        mine.clear()
+        theirs.set()
+
+
+async def event_pingpong():
+    n = 200_000
+    a, b = asyncio.Event(), asyncio.Event()
+    a.set()
+    t0 = time.perf_counter()
+    await asyncio.gather(pinger(a, b, n), pinger(b, a, n))
+    report("event_pingpong", "ns_per_round_trip", (time.perf_counter() - t0) * 1e9 / n)
+
+
 WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
              "sleep_100k": sleep_100k, "cancel_100k": cancel_100k,
-             "wait_for_ready": wait_for_ready}
+             "wait_for_ready": wait_for_ready, "queue_1m": queue_1m, "lock_handoff": lock_handoff,
+             "event_pingpong": event_pingpong}
 
 
 def main(argv):

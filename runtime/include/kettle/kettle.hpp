@@ -5,6 +5,8 @@
 #include "kettle/event_loop.hpp"
 #include "kettle/exceptions.hpp"
 #include "kettle/futures.hpp"
+#include "kettle/locks.hpp"
+#include "kettle/queues.hpp"
 #include "kettle/runners.hpp"
 #include "kettle/taskgroups.hpp"
 #include "kettle/tasks.hpp"

@@ -1,6 +1,7 @@
 // Internal: the part of an event loop that awaiters and tasks touch on their hot paths.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -57,7 +58,10 @@ inline std::int64_t now_ns() noexcept {
 class LoopCore {
  public:
   explicit LoopCore(EventLoop& owner)
-      : owner(owner), anchor(new LoopAnchor{this, 1}), gate(std::make_shared<LoopGate>(&owner)) {}
+      : owner(owner),
+        anchor(new LoopAnchor{this, 1}),
+        gate(std::make_shared<LoopGate>(&owner)),
+        id(next_id()) {}
   LoopCore(const LoopCore&) = delete;
   LoopCore& operator=(const LoopCore&) = delete;
   ~LoopCore() {
@@ -82,6 +86,7 @@ class LoopCore {
   EventLoop& owner;
   LoopAnchor* anchor;
   std::shared_ptr<LoopGate> gate;
+  const std::uint64_t id;  // never reused, unlike the loop's address
   ReadyQueue ready;
   TimerHeap timers;
   TaskBase* current_task = nullptr;
@@ -90,6 +95,12 @@ class LoopCore {
   unsigned io_tick = 0;
   bool stopping = false;
   bool closed = false;
+
+ private:
+  static std::uint64_t next_id() noexcept {
+    static std::atomic<std::uint64_t> n{0};
+    return ++n;
+  }
 };
 
 // The loop running on this thread, if any.

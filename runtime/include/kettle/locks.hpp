@@ -1,0 +1,344 @@
+// kettle/locks.hpp — synchronization primitives for tasks (asyncio.locks).
+//
+//   kettle::Lock lock;
+//   {
+//     auto held = co_await lock.scoped();   // async with lock:
+//     ...                                    // released on every way out of the block
+//   }
+//   co_await lock.acquire(); ...; lock.release();
+//
+//   kettle::Event ready;            ready.set();  co_await ready.wait();
+//   kettle::Condition cond;         co_await cond.acquire(); co_await cond.wait(); cond.notify();
+//   kettle::Semaphore sem(3);       auto slot = co_await sem.scoped();
+//   kettle::Barrier barrier(4);     std::size_t index = co_await barrier.wait();
+//
+// As in asyncio, these are for tasks of one loop: they are not thread-safe. Each binds to
+// the loop that first uses it; using it from another thread or loop raises RuntimeError.
+// All are fair: waiters are served in the order they started waiting. Cancellation never
+// loses a wake-up: a waiter cancelled at the moment it was woken passes it on.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include "kettle/coro.hpp"
+#include "kettle/detail/wait_list.hpp"
+#include "kettle/exceptions.hpp"
+
+namespace kettle {
+
+class BrokenBarrierError : public Error {
+ public:
+  using Error::Error;
+};
+
+namespace detail {
+template <class Primitive>
+class ScopedAcquire;
+}
+
+// Releases what it holds when destroyed (the `async with` of a Lock or Semaphore).
+template <class Primitive>
+class [[nodiscard]] Held {
+ public:
+  Held(Held&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  Held& operator=(Held&&) = delete;
+  ~Held() {
+    if (p_) p_->release();
+  }
+  // Releases now instead of at the end of the scope.
+  void release() {
+    if (p_) std::exchange(p_, nullptr)->release();
+  }
+
+ private:
+  friend class detail::ScopedAcquire<Primitive>;
+  explicit Held(Primitive* p) noexcept : p_(p) {}
+  Primitive* p_;
+};
+
+class Lock : private detail::LoopBound {
+ public:
+  class AcquireAwaiter;
+
+  Lock() = default;
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+  // Waits until the lock is free, then takes it.
+  [[nodiscard]] AcquireAwaiter acquire() noexcept;
+  // RuntimeError if the lock is not held.
+  void release();
+  bool locked() const noexcept { return locked_; }
+  // co_await lock.scoped(): a Held<Lock> that releases the lock when it goes.
+  [[nodiscard]] detail::ScopedAcquire<Lock> scoped() noexcept;
+
+ private:
+  void wake_up_first();
+  bool locked_ = false;
+  detail::WaitList waiters_;
+};
+
+class Event : private detail::LoopBound {
+ public:
+  class WaitAwaiter;
+
+  Event() = default;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  bool is_set() const noexcept { return value_; }
+  // Wakes every waiter; later waits return at once until clear().
+  void set();
+  void clear() noexcept { value_ = false; }
+  // Waits until the event is set.
+  [[nodiscard]] WaitAwaiter wait() noexcept;
+
+ private:
+  bool value_ = false;
+  detail::WaitList waiters_;
+};
+
+class Condition : private detail::LoopBound {
+ public:
+  // Over a lock of its own, or over `lock` (which must outlive the Condition).
+  Condition() : own_lock_(std::make_unique<Lock>()), lock_(own_lock_.get()) {}
+  explicit Condition(Lock& lock) noexcept : lock_(&lock) {}
+  Condition(const Condition&) = delete;
+  Condition& operator=(const Condition&) = delete;
+
+  // The underlying lock's operations.
+  [[nodiscard]] Lock::AcquireAwaiter acquire() noexcept;
+  void release() { lock_->release(); }
+  bool locked() const noexcept { return lock_->locked(); }
+  [[nodiscard]] detail::ScopedAcquire<Lock> scoped() noexcept;
+
+  // Releases the lock, waits to be notified, re-acquires the lock (even when cancelled:
+  // the lock is held again when CancelledError comes out). RuntimeError if not holding it.
+  Coro<bool> wait();
+  // Waits until predicate() is true; returns its last value.
+  template <class Predicate>
+  Coro<bool> wait_for(Predicate predicate);
+  // Wakes up to n waiters / all of them. RuntimeError if the lock is not held.
+  void notify(std::size_t n = 1);
+  void notify_all();
+
+ private:
+  class NotifiedAwaiter;
+  void notify_unchecked(std::size_t n);
+
+  std::unique_ptr<Lock> own_lock_;
+  Lock* lock_;
+  detail::WaitList waiters_;
+};
+
+class Semaphore : private detail::LoopBound {
+ public:
+  class AcquireAwaiter;
+
+  // ValueError if value < 0.
+  explicit Semaphore(long value = 1);
+  Semaphore(const Semaphore&) = delete;
+  Semaphore& operator=(const Semaphore&) = delete;
+  virtual ~Semaphore() = default;
+
+  // Whether acquire() would have to wait.
+  bool locked() const noexcept;
+  [[nodiscard]] AcquireAwaiter acquire() noexcept;
+  virtual void release();
+  [[nodiscard]] detail::ScopedAcquire<Semaphore> scoped() noexcept;
+  long value() const noexcept { return value_; }
+
+ protected:
+  bool wake_up_next();
+  long value_;
+  detail::WaitList waiters_;
+};
+
+// A Semaphore that refuses to be released above its initial value (ValueError).
+class BoundedSemaphore : public Semaphore {
+ public:
+  explicit BoundedSemaphore(long value = 1) : Semaphore(value), bound_(value) {}
+  void release() override;
+
+ private:
+  long bound_;
+};
+
+class Barrier {
+ public:
+  // ValueError if parties < 1.
+  explicit Barrier(std::size_t parties);
+  Barrier(const Barrier&) = delete;
+  Barrier& operator=(const Barrier&) = delete;
+
+  // Waits until `parties` tasks are waiting; returns this task's arrival index
+  // (0 .. parties-1). BrokenBarrierError if the barrier is reset or aborted meanwhile.
+  Coro<std::size_t> wait();
+  // Back to the empty state; tasks waiting get BrokenBarrierError.
+  Coro<> reset();
+  // Broken: waiting tasks and later waits get BrokenBarrierError.
+  Coro<> abort();
+
+  std::size_t parties() const noexcept { return parties_; }
+  std::size_t n_waiting() const noexcept { return state_ == State::filling ? count_ : 0; }
+  bool broken() const noexcept { return state_ == State::broken; }
+
+ private:
+  enum class State : std::uint8_t { filling, draining, resetting, broken };
+  Coro<> block();
+  Coro<> wait_released();
+  void exit();
+
+  Condition cond_;
+  std::size_t parties_;
+  std::size_t count_ = 0;
+  State state_ = State::filling;
+};
+
+// ---------------------------------------------------------------------------------------
+// Implementation
+
+class Lock::AcquireAwaiter : private detail::WaitNode {
+ public:
+  explicit AcquireAwaiter(Lock& lock) noexcept : lock_(lock) {}
+  bool await_ready() {
+    lock_.check_loop("Lock.acquire()");
+    if (!lock_.locked_ && lock_.waiters_.all_cancelled()) {
+      lock_.locked_ = true;
+      return true;
+    }
+    return false;
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    lock_.waiters_.push_back(*this);
+    suspend(h);
+  }
+  void await_resume() {
+    if (state() == State::idle) return;  // took the lock without waiting
+    lock_.waiters_.remove(*this);
+    if (resumed_cancelled()) {
+      // Keep the invariant: if the lock is free, the first waiter must be about to run.
+      if (!lock_.locked_) lock_.wake_up_first();
+      throw_cancelled();
+    }
+    lock_.locked_ = true;
+  }
+
+ private:
+  Lock& lock_;
+};
+
+inline Lock::AcquireAwaiter Lock::acquire() noexcept {
+  return AcquireAwaiter(*this);
+}
+inline Lock::AcquireAwaiter Condition::acquire() noexcept {
+  return lock_->acquire();
+}
+
+class Event::WaitAwaiter : private detail::WaitNode {
+ public:
+  explicit WaitAwaiter(Event& e) noexcept : e_(e) {}
+  bool await_ready() {
+    e_.check_loop("Event.wait()");
+    return e_.value_;
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    e_.waiters_.push_back(*this);
+    suspend(h);
+  }
+  bool await_resume() {
+    if (state() == State::idle) return true;
+    e_.waiters_.remove(*this);
+    if (resumed_cancelled()) throw_cancelled();
+    return true;
+  }
+
+ private:
+  Event& e_;
+};
+
+inline Event::WaitAwaiter Event::wait() noexcept {
+  return WaitAwaiter(*this);
+}
+
+class Semaphore::AcquireAwaiter : private detail::WaitNode {
+ public:
+  explicit AcquireAwaiter(Semaphore& s) noexcept : s_(s) {}
+  bool await_ready() {
+    s_.check_loop("Semaphore.acquire()");
+    if (!s_.locked()) {
+      --s_.value_;
+      return true;
+    }
+    return false;
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    s_.waiters_.push_back(*this);
+    suspend(h);
+  }
+  void await_resume() {
+    if (state() == State::idle) return;
+    s_.waiters_.remove(*this);
+    bool cancelled = resumed_cancelled();
+    // Woken (value already taken for us) but cancelled: give it back.
+    if (cancelled && state() == State::done) ++s_.value_;
+    // New waiters may have had to wait behind us for FIFO order: wake as many as allowed.
+    while (s_.value_ > 0)
+      if (!s_.wake_up_next()) break;
+    if (cancelled) throw_cancelled();
+  }
+
+ private:
+  Semaphore& s_;
+};
+
+inline Semaphore::AcquireAwaiter Semaphore::acquire() noexcept {
+  return AcquireAwaiter(*this);
+}
+
+namespace detail {
+// co_await x.scoped(): acquires, then hands out a Held<X>.
+template <class Primitive>
+class ScopedAcquire {
+ public:
+  explicit ScopedAcquire(Primitive& p) noexcept : p_(p), inner_(p.acquire()) {}
+  bool await_ready() { return inner_.await_ready(); }
+  void await_suspend(std::coroutine_handle<> h) { inner_.await_suspend(h); }
+  Held<Primitive> await_resume() {
+    inner_.await_resume();
+    return Held<Primitive>(&p_);
+  }
+
+ private:
+  Primitive& p_;
+  typename Primitive::AcquireAwaiter inner_;
+};
+}  // namespace detail
+
+inline detail::ScopedAcquire<Lock> Lock::scoped() noexcept {
+  return detail::ScopedAcquire<Lock>(*this);
+}
+inline detail::ScopedAcquire<Lock> Condition::scoped() noexcept {
+  return detail::ScopedAcquire<Lock>(*lock_);
+}
+inline detail::ScopedAcquire<Semaphore> Semaphore::scoped() noexcept {
+  return detail::ScopedAcquire<Semaphore>(*this);
+}
+
+template <class Predicate>
+Coro<bool> Condition::wait_for(Predicate predicate) {
+  bool result = static_cast<bool>(predicate());
+  while (!result) {
+    co_await wait();
+    result = static_cast<bool>(predicate());
+  }
+  co_return result;
+}
+
+}  // namespace kettle
