@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <kettle/kettle.hpp>
@@ -278,4 +280,103 @@ TEST(Stress, queues_and_locks_under_random_cancellation) {
   EXPECT_FALSE(lock_violation);
   EXPECT_FALSE(sem_violation);
   EXPECT_GT(put_ok.size(), 1000u);
+}
+
+// 8 loops on 8 threads submit to one shared pool and await, with random cancellations and
+// a shutdown in the middle. Every future ends exactly once (result, exception or
+// cancelled), every awaiting task is resumed exactly once and on its own loop's thread,
+// and no pool thread is left running.
+TEST(Stress, eight_loops_one_pool) {
+  constexpr std::uint32_t kSeed = 777;
+  std::cout << "stress seed: " << kSeed << std::endl;
+  constexpr int kLoops = 8, kTasksPerLoop = 300;
+  struct Record {
+    std::atomic<int> callbacks{0};
+    std::atomic<int> starts{0};  // a task cancelled before it starts never runs its body
+    std::atomic<int> resumes{0};
+    std::atomic<bool> wrong_thread{false};
+  };
+  std::vector<Record> records(kLoops * kTasksPerLoop);
+  std::vector<std::vector<kettle::Future<int>>> futures(kLoops);
+  std::atomic<int> refused{0};
+  std::atomic<int> submitted{0};
+  std::atomic<bool> shut{false};
+  {
+    kettle::ThreadPoolExecutor pool(6);
+    auto work = [](std::stop_token st, int ms, bool fail) {
+      for (int i = 0; i < ms && !st.stop_requested(); ++i)
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+      if (fail) throw std::runtime_error("work failed");
+      return ms;
+    };
+    auto loop_main = [&](int loop_index) -> Coro<> {
+      std::mt19937 rng(kSeed + loop_index);
+      auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+      const std::thread::id me = std::this_thread::get_id();
+      std::vector<kettle::Task<>> tasks;
+      for (int i = 0; i < kTasksPerLoop; ++i) {
+        Record& r = records[loop_index * kTasksPerLoop + i];
+        int ms = pick(4);
+        bool fail = pick(6) == 0;
+        kettle::Future<int> f;
+        try {
+          f = pool.submit(work, ms, fail);
+        } catch (const kettle::RuntimeError&) {
+          ++refused;  // submitted after the shutdown
+          continue;
+        }
+        ++submitted;
+        f.add_done_callback([&r] { ++r.callbacks; });
+        futures[loop_index].push_back(f);
+        auto awaiter = [](kettle::Future<int> f, Record* r, std::thread::id me) -> Coro<> {
+          struct Resumed {  // counts the one resumption, whichever way it happens
+            Record* r;
+            std::thread::id me;
+            ~Resumed() {
+              ++r->resumes;
+              if (std::this_thread::get_id() != me) r->wrong_thread = true;
+            }
+          };
+          ++r->starts;
+          try {
+            co_await f;
+          } catch (...) {
+            Resumed done{r, me};
+            throw;
+          }
+          Resumed done{r, me};
+        };
+        tasks.push_back(kettle::create_task(awaiter(f, &r, me)));
+        if (pick(3) == 0) co_await kettle::sleep(0);
+        if (pick(4) == 0 && !tasks.empty()) tasks[pick(static_cast<int>(tasks.size()))].cancel();
+        if (submitted >= kLoops * kTasksPerLoop / 2 && !shut.exchange(true))
+          pool.shutdown(false, true);  // in the middle: pending work is cancelled
+      }
+      co_await kettle::gather(kettle::return_exceptions, tasks);
+    };
+    std::vector<std::thread> threads;
+    for (int l = 0; l < kLoops; ++l)
+      threads.emplace_back([&, l] { kettle::run(loop_main(l)); });
+    for (auto& t : threads)
+      t.join();
+  }  // the pool's destructor joins its threads
+  EXPECT_TRUE(shut);
+  EXPECT_GT(refused, 0);
+  int ended = 0;
+  for (int l = 0; l < kLoops; ++l)
+    for (auto& f : futures[l]) {
+      EXPECT_TRUE(f.done());
+      ++ended;
+    }
+  EXPECT_EQ(ended, submitted.load());
+  int with_future = 0;
+  for (auto& r : records) {
+    if (r.callbacks == 0 && r.starts == 0) continue;  // refused at submit
+    ++with_future;
+    EXPECT_EQ(r.callbacks, 1) << "a future did not end exactly once";
+    EXPECT_LE(r.starts, 1);
+    EXPECT_EQ(r.resumes, r.starts) << "an awaiting task was not resumed exactly once";
+    EXPECT_FALSE(r.wrong_thread) << "a task was resumed on another loop's thread";
+  }
+  EXPECT_EQ(with_future, submitted.load());
 }

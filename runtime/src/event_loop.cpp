@@ -2,7 +2,12 @@
 
 #include <cstdio>
 
+#include <thread>
+
 #include <asio/post.hpp>
+
+#include "kettle/executors/thread_pool.hpp"
+#include "kettle/futures.hpp"
 
 namespace kettle {
 
@@ -31,6 +36,15 @@ bool LoopGate::post(Runnable* r) {
   asio::post(loop_->io_context(), Posted(&loop_->core(), r));
   return true;
 }
+
+bool LoopGate::post_callback(std::function<void()> fn) {
+  std::lock_guard lock(mutex_);
+  if (!loop_ || loop_->is_closed()) return false;
+  Handle::Node* node = make_callback_node(std::move(fn));
+  node->loop = &loop_->core();
+  asio::post(loop_->io_context(), Posted(&loop_->core(), node));
+  return true;
+}
 }  // namespace detail
 
 EventLoop::EventLoop() = default;
@@ -41,6 +55,42 @@ EventLoop::~EventLoop() {
     std::abort();
   }
   close();
+  default_executor_.reset();  // joins its threads
+}
+
+ThreadPoolExecutor& EventLoop::default_executor() {
+  check_open();
+  if (!default_executor_) default_executor_ = std::make_unique<ThreadPoolExecutor>();
+  return *default_executor_;
+}
+
+void EventLoop::set_default_executor(std::unique_ptr<ThreadPoolExecutor> executor) {
+  check_open();
+  if (!executor) throw ValueError("set_default_executor() needs an executor");
+  if (default_executor_) default_executor_->shutdown(false);
+  default_executor_ = std::move(executor);
+}
+
+Coro<void> EventLoop::shutdown_default_executor() {
+  if (!default_executor_) co_return;
+  // Shut down from another thread so that the loop keeps running meanwhile: running work
+  // may need the loop (run_coroutine_threadsafe) to finish.
+  Future<> done;
+  std::thread joiner(&EventLoop::join_default_executor, default_executor_.get(), done);
+  std::exception_ptr err;
+  try {
+    co_await done;
+  } catch (...) {
+    err = std::current_exception();
+  }
+  joiner.join();
+  default_executor_.reset();
+  if (err) std::rethrow_exception(err);
+}
+
+void EventLoop::join_default_executor(ThreadPoolExecutor* executor, Future<> done) {
+  executor->shutdown(true);
+  done.set_result();
 }
 
 double EventLoop::time() const noexcept {

@@ -41,6 +41,12 @@ void finish_run(EventLoop& loop) noexcept {
         {"error while cancelling the remaining tasks", std::current_exception(), {}});
   }
   try {
+    loop.run_until_complete(loop.shutdown_default_executor());
+  } catch (...) {
+    loop.call_exception_handler(
+        {"error while shutting down the default executor", std::current_exception(), {}});
+  }
+  try {
     loop.close();
   } catch (...) {
   }

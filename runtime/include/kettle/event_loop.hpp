@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -39,6 +40,11 @@ namespace kettle {
 class EventLoop;
 class Handle;
 class TimerHandle;
+class ThreadPoolExecutor;
+template <class T>
+class Coro;
+template <class T>
+class Future;
 
 // What the exception handler is told (asyncio's context dict).
 struct ExceptionContext {
@@ -110,8 +116,9 @@ class EventLoop {
   // RuntimeError if the loop is running; closing twice is harmless.
   void close();
 
-  bool is_running() const noexcept { return running_; }
-  bool is_closed() const noexcept { return core_.closed; }
+  // Both may be read from any thread.
+  bool is_running() const noexcept { return running_.load(std::memory_order_acquire); }
+  bool is_closed() const noexcept { return core_.closed.load(std::memory_order_acquire); }
 
   // Monotonic time in seconds, as loop.time().
   double time() const noexcept;
@@ -149,6 +156,13 @@ class EventLoop {
   // The io_context that Asio I/O objects of this loop must use.
   asio::io_context& io_context() noexcept { return io_; }
 
+  // The executor of to_thread() and run_in_executor(nullptr, ...), created on first use.
+  ThreadPoolExecutor& default_executor();
+  void set_default_executor(std::unique_ptr<ThreadPoolExecutor> executor);
+  // Shuts the default executor down and waits for its running work, while the loop keeps
+  // running (work may need the loop to finish). kettle::run does this on the way out.
+  Coro<void> shutdown_default_executor();
+
   // Implementation
   detail::LoopCore& core() noexcept { return core_; }
   void check_open() const;     // RuntimeError("Event loop is closed")
@@ -158,15 +172,17 @@ class EventLoop {
 
  private:
   void run_once();
+  static void join_default_executor(ThreadPoolExecutor* executor, Future<void> done);
   void poll_io() noexcept;
   void wait_io(std::int64_t timeout_ns) noexcept;  // < 0: until something happens
 
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   detail::LoopCore core_{*this};
+  std::unique_ptr<ThreadPoolExecutor> default_executor_;
   ExceptionHandler handler_;
   std::thread::id thread_{};
-  bool running_ = false;
+  std::atomic<bool> running_{false};
   bool debug_ = false;
 };
 

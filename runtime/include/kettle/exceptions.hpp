@@ -10,6 +10,8 @@
 //   InvalidStateError     result() of something that is not done, and the like.
 //   ValueError            a bad argument value.
 //   ExceptionGroup        several exceptions at once (TaskGroup).
+//   BrokenExecutor        an executor can no longer run work (BrokenThreadPool,
+//                         BrokenProcessPool derive from it).
 #pragma once
 
 #include <exception>
@@ -56,6 +58,16 @@ class InvalidStateError : public Error {
 class ValueError : public Error {
  public:
   using Error::Error;
+};
+
+class BrokenExecutor : public RuntimeError {
+ public:
+  using RuntimeError::RuntimeError;
+};
+
+class BrokenThreadPool : public BrokenExecutor {
+ public:
+  using BrokenExecutor::BrokenExecutor;
 };
 
 class ExceptionGroup : public Error {

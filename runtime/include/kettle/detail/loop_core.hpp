@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -39,6 +40,8 @@ class LoopGate {
   explicit LoopGate(EventLoop* loop) noexcept : loop_(loop) {}
   // Schedules r on the loop from any thread; false if the loop is gone.
   bool post(Runnable* r);
+  // Runs fn on the loop, from any thread; false (fn dropped) if the loop is gone.
+  bool post_callback(std::function<void()> fn);
   void shut() noexcept {
     std::lock_guard lock(mutex_);
     loop_ = nullptr;
@@ -94,7 +97,7 @@ class LoopCore {
   std::uint32_t next_task_id = 1;
   unsigned io_tick = 0;
   bool stopping = false;
-  bool closed = false;
+  std::atomic<bool> closed{false};  // read from other threads (is_closed)
 
  private:
   static std::uint64_t next_id() noexcept {

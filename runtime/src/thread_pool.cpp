@@ -1,0 +1,119 @@
+#include "kettle/executors/thread_pool.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "kettle/event_loop.hpp"
+
+namespace kettle {
+
+namespace {
+std::string default_prefix() {
+  static std::atomic<unsigned> counter{0};
+  return "pool-" + std::to_string(counter++);
+}
+}  // namespace
+
+ThreadPoolExecutor::ThreadPoolExecutor(std::optional<std::size_t> max_workers,
+                                       std::string thread_name_prefix,
+                                       std::function<void()> initializer)
+    : max_workers_(max_workers
+                       ? *max_workers
+                       : std::min<std::size_t>(32, std::thread::hardware_concurrency() + 4)),
+      prefix_(thread_name_prefix.empty() ? default_prefix() : std::move(thread_name_prefix)),
+      initializer_(std::move(initializer)) {
+  if (max_workers_ == 0) throw ValueError("max_workers must be greater than 0");
+}
+
+ThreadPoolExecutor::~ThreadPoolExecutor() {
+  shutdown(true);
+}
+
+void ThreadPoolExecutor::submit_item(std::unique_ptr<WorkItem> item) {
+  std::unique_lock lock(mutex_);
+  if (!broken_.empty()) throw BrokenThreadPool(broken_);
+  if (shutdown_) throw RuntimeError("cannot schedule new futures after shutdown");
+  queue_.push_back(std::move(item));
+  if (available_ > promised_) {  // a worker nobody counted on yet takes it
+    ++promised_;
+    cv_.notify_one();
+  } else if (threads_.size() < max_workers_) {
+    std::size_t index = threads_.size();
+    threads_.emplace_back([this, index] { worker(index); });
+    ++available_;  // the new worker, counted on for this item
+    ++promised_;
+  }
+}
+
+void ThreadPoolExecutor::worker(std::size_t index) {
+  std::string name = prefix_ + "_" + std::to_string(index);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  if (initializer_) {
+    try {
+      initializer_();
+    } catch (...) {
+      EventLoop::default_exception_handler(
+          {"Exception in a thread pool initializer", std::current_exception(), name});
+      std::deque<std::unique_ptr<WorkItem>> pending;
+      {
+        std::lock_guard lock(mutex_);
+        broken_ = "A thread initializer failed, the thread pool is not usable anymore";
+        pending.swap(queue_);
+        --available_;
+      }
+      for (auto& item : pending)
+        item->fail(std::make_exception_ptr(BrokenThreadPool(
+            "A thread initializer failed, the thread pool is not usable anymore")));
+      cv_.notify_all();
+      return;
+    }
+  }
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [this] { return !queue_.empty() || shutdown_ || !broken_.empty(); });
+    if (queue_.empty()) return;  // shut down (or broken) and nothing left
+    std::unique_ptr<WorkItem> item = std::move(queue_.front());
+    queue_.pop_front();
+    --available_;
+    if (promised_ > 0) --promised_;
+    running_.push_back(item.get());
+    lock.unlock();
+    item->execute();
+    lock.lock();
+    running_.erase(std::find(running_.begin(), running_.end(), item.get()));
+    ++available_;
+    lock.unlock();
+    item->complete();
+    item.reset();  // free the work (its captures) outside the lock
+    lock.lock();
+  }
+}
+
+void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+  std::vector<std::thread> to_join;
+  std::deque<std::unique_ptr<WorkItem>> cancelled;
+  {
+    std::lock_guard lock(mutex_);
+    shutdown_ = true;
+    if (cancel_futures) {
+      cancelled.swap(queue_);
+      for (WorkItem* r : running_)
+        r->request_stop();
+    }
+    if (wait) to_join.swap(threads_);
+  }
+  cv_.notify_all();
+  for (auto& item : cancelled)
+    item->cancel();
+  cancelled.clear();
+  for (auto& t : to_join) {
+    if (t.get_id() == std::this_thread::get_id())
+      t.detach();  // shutdown(wait) from one of our own workers: it cannot wait for itself
+    else
+      t.join();
+  }
+}
+
+}  // namespace kettle
