@@ -1,5 +1,7 @@
 // The bench/compare workloads in kettle. Usage: kettle_workloads [workload ...]
+#include <algorithm>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include <kettle/kettle.hpp>
@@ -176,6 +178,61 @@ Coro<> event_pingpong() {
   bench::report("event_pingpong", "ns_per_round_trip", bench::seconds_since(t0) * 1e9 / n);
 }
 
+int trivial(int i) {
+  return i;
+}
+
+// 9. 20 000 trivial to_thread calls, gathered.
+Coro<> to_thread_20k() {
+  constexpr int n = 20'000;
+  std::vector<double> times;
+  for (int round = 0; round < bench::kRounds + 1; ++round) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<kettle::Future<int>> fs;
+    fs.reserve(n);
+    for (int i = 0; i < n; ++i)
+      fs.push_back(kettle::to_thread(trivial, i));
+    std::vector<int> r = co_await kettle::gather(fs);
+    if (r[n - 1] != n - 1) std::abort();
+    if (round > 0) times.push_back(bench::seconds_since(t0));
+  }
+  bench::report("to_thread_20k", "ns_per_call", bench::median(times) * 1e9 / n);
+}
+
+// 10. one to_thread round trip at a time: loop -> worker thread -> loop.
+Coro<> to_thread_latency() {
+  constexpr int n = 10'000;
+  std::vector<double> us;
+  us.reserve(n);
+  co_await kettle::to_thread(trivial, 0);  // start a worker
+  for (int i = 0; i < n; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    co_await kettle::to_thread(trivial, i);
+    us.push_back(bench::seconds_since(t0) * 1e6);
+  }
+  std::sort(us.begin(), us.end());
+  bench::report("to_thread_latency", "us_p50", us[n / 2]);
+  bench::report("to_thread_latency", "us_p99", us[n * 99 / 100]);
+}
+
+// 11. submit() throughput from a plain thread (no loop): submit 100 000, wait for all.
+Coro<> submit_100k() {
+  constexpr int n = 100'000;
+  std::thread t([] {
+    kettle::ThreadPoolExecutor pool;
+    std::vector<kettle::Future<int>> fs;
+    fs.reserve(n);
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i)
+      fs.push_back(pool.submit(trivial, i));
+    for (auto& f : fs)
+      (void)f.result();
+    bench::report("submit_100k", "ns_per_submit", bench::seconds_since(t0) * 1e9 / n);
+  });
+  t.join();
+  co_return;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -190,6 +247,9 @@ int main(int argc, char** argv) {
       {"queue_1m", queue_1m},
       {"lock_handoff", lock_handoff},
       {"event_pingpong", event_pingpong},
+      {"to_thread_20k", to_thread_20k},
+      {"to_thread_latency", to_thread_latency},
+      {"submit_100k", submit_100k},
   };
   return bench::main(argc, argv, workloads, [](Workload w) { kettle::run(w()); });
 }

@@ -166,10 +166,51 @@ async def event_pingpong():
     report("event_pingpong", "ns_per_round_trip", (time.perf_counter() - t0) * 1e9 / n)
 
 
+def trivial(i):
+    return i
+
+
+async def to_thread_20k():
+    n = 20_000
+    times = []
+    for rnd in range(3):
+        t0 = time.perf_counter()
+        r = await asyncio.gather(*[asyncio.to_thread(trivial, i) for i in range(n)])
+        assert r[-1] == n - 1
+        if rnd > 0:
+            times.append(time.perf_counter() - t0)
+    report("to_thread_20k", "ns_per_call", statistics.median(times) * 1e9 / n)
+
+
+async def to_thread_latency():
+    n = 5_000
+    us = []
+    await asyncio.to_thread(trivial, 0)
+    for i in range(n):
+        t0 = time.perf_counter()
+        await asyncio.to_thread(trivial, i)
+        us.append((time.perf_counter() - t0) * 1e6)
+    us.sort()
+    report("to_thread_latency", "us_p50", us[n // 2])
+    report("to_thread_latency", "us_p99", us[n * 99 // 100])
+
+
+async def submit_100k():
+    import concurrent.futures
+    n = 100_000
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        t0 = time.perf_counter()
+        fs = [pool.submit(trivial, i) for i in range(n)]
+        for f in fs:
+            f.result()
+        report("submit_100k", "ns_per_submit", (time.perf_counter() - t0) * 1e9 / n)
+
+
 WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
              "sleep_100k": sleep_100k, "cancel_100k": cancel_100k,
              "wait_for_ready": wait_for_ready, "queue_1m": queue_1m, "lock_handoff": lock_handoff,
-             "event_pingpong": event_pingpong}
+             "event_pingpong": event_pingpong, "to_thread_20k": to_thread_20k,
+             "to_thread_latency": to_thread_latency, "submit_100k": submit_100k}
 
 
 def main(argv):

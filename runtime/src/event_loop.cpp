@@ -12,6 +12,8 @@
 namespace kettle {
 
 namespace {
+constexpr std::size_t kSpinWaitsMax = 8;
+
 // A runnable posted from another thread. If the loop closes before it runs, it is dropped
 // (a callback node releases its reference; a task is being abandoned anyway).
 struct Posted {
@@ -151,6 +153,11 @@ void EventLoop::run_once() {
       timeout = timers.next_deadline() - detail::now_ns();
       if (timeout < 0) timeout = 0;
     }
+    // Spin only for a few replies: with many outstanding they stream in anyway, and the
+    // spinning would take a core from the workers producing them.
+    if (timeout != 0 && core_.foreign_waits > 0 && core_.foreign_waits <= kSpinWaitsMax &&
+        spin_io(timeout))
+      timeout = 0;
     if (timeout != 0) {
       ready.trim();  // idle: give back what a burst of tasks made the queues grow to
       timers.trim();
@@ -184,6 +191,25 @@ void EventLoop::poll_io() noexcept {
       call_exception_handler({"Exception in an Asio handler", std::current_exception(), {}});
     }
   }
+}
+
+bool EventLoop::spin_io(std::int64_t timeout_ns) noexcept {
+  // A worker thread's reply usually comes within microseconds; blocking in epoll and being
+  // woken costs tens. Poll for a short while first (never past the next timer).
+  constexpr std::int64_t kSpinNs = 50'000;
+  std::int64_t limit = timeout_ns < 0 || timeout_ns > kSpinNs ? kSpinNs : timeout_ns;
+  std::int64_t start = detail::now_ns();
+  do {
+    try {
+      if (io_.poll() > 0) return true;
+    } catch (...) {
+      call_exception_handler({"Exception in an Asio handler", std::current_exception(), {}});
+      return true;
+    }
+    for (int i = 0; i < 64; ++i)
+      detail::cpu_relax();  // keep off the io_context's lock
+  } while (detail::now_ns() - start < limit);
+  return false;
 }
 
 void EventLoop::wait_io(std::int64_t timeout_ns) noexcept {

@@ -36,6 +36,7 @@ void ThreadPoolExecutor::submit_item(std::unique_ptr<WorkItem> item) {
   if (!broken_.empty()) throw BrokenThreadPool(broken_);
   if (shutdown_) throw RuntimeError("cannot schedule new futures after shutdown");
   queue_.push_back(std::move(item));
+  queued_.store(queue_.size(), std::memory_order_release);
   if (available_ > promised_) {  // a worker nobody counted on yet takes it
     ++promised_;
     cv_.notify_one();
@@ -61,6 +62,7 @@ void ThreadPoolExecutor::worker(std::size_t index) {
         std::lock_guard lock(mutex_);
         broken_ = "A thread initializer failed, the thread pool is not usable anymore";
         pending.swap(queue_);
+        queued_.store(0, std::memory_order_release);
         --available_;
       }
       for (auto& item : pending)
@@ -72,10 +74,23 @@ void ThreadPoolExecutor::worker(std::size_t index) {
   }
   std::unique_lock lock(mutex_);
   for (;;) {
+    if (queue_.empty() && !shutdown_ && !spinning_.exchange(true, std::memory_order_acquire)) {
+      // More work often follows at once (a loop awaiting a reply, then submitting again):
+      // one idle worker looks for it for a short while before paying a sleep and a
+      // wake-up. Only one, so that idle workers never crowd the cores.
+      lock.unlock();
+      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+      while (queued_.load(std::memory_order_acquire) == 0 &&
+             std::chrono::steady_clock::now() < until)
+        detail::cpu_relax();
+      spinning_.store(false, std::memory_order_release);
+      lock.lock();
+    }
     cv_.wait(lock, [this] { return !queue_.empty() || shutdown_ || !broken_.empty(); });
     if (queue_.empty()) return;  // shut down (or broken) and nothing left
     std::unique_ptr<WorkItem> item = std::move(queue_.front());
     queue_.pop_front();
+    queued_.store(queue_.size(), std::memory_order_release);
     --available_;
     if (promised_ > 0) --promised_;
     running_.push_back(item.get());

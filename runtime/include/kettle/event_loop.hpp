@@ -174,6 +174,7 @@ class EventLoop {
   void run_once();
   static void join_default_executor(ThreadPoolExecutor* executor, Future<void> done);
   void poll_io() noexcept;
+  bool spin_io(std::int64_t timeout_ns) noexcept;  // true if something arrived
   void wait_io(std::int64_t timeout_ns) noexcept;  // < 0: until something happens
 
   asio::io_context io_{1};

@@ -232,6 +232,7 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
   SharedFutureAwaiter& operator=(const SharedFutureAwaiter&) = delete;
   ~SharedFutureAwaiter() {
     if (linked) s_->unlink(*this);
+    if (counted_) --loop->foreign_waits;
   }
 
   bool await_ready() const noexcept { return s_->done(); }
@@ -243,11 +244,17 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
     gate = loop->gate;
     if (!s_->link(*this)) return false;  // completed meanwhile
     suspended_ = true;
+    counted_ = true;
+    ++loop->foreign_waits;
     t.suspend(h, this);
     return true;
   }
 
   T await_resume() {
+    if (counted_) {
+      counted_ = false;
+      --loop->foreign_waits;
+    }
     if (suspended_ && (task->take_cancel() | aborted_)) task->throw_cancelled();
     auto st = s_->status();
     if (st == SharedStateBase::Status::cancelled) throw_for_cancelled_shared();
@@ -268,6 +275,7 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
   std::shared_ptr<SharedState<T>> s_;
   bool suspended_ = false;
   bool aborted_ = false;
+  bool counted_ = false;  // in the loop's foreign_waits
 };
 
 [[noreturn]] void throw_result_on_loop();

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,6 +53,15 @@ class LoopGate {
   EventLoop* loop_;
 };
 
+// A hint to the CPU inside a spin-wait loop.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 inline std::int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -95,6 +105,10 @@ class LoopCore {
   TaskBase* current_task = nullptr;
   TaskBase* tasks_head = nullptr;  // every pending task (intrusive list, see TaskBase)
   std::uint32_t next_task_id = 1;
+  // Tasks waiting for a Future that another thread may complete. While there are any, the
+  // loop polls for a short while before blocking, so that a quick reply from a worker
+  // thread does not pay a sleep and a wake-up.
+  std::size_t foreign_waits = 0;
   unsigned io_tick = 0;
   bool stopping = false;
   std::atomic<bool> closed{false};  // read from other threads (is_closed)

@@ -15,6 +15,7 @@
 // pending and submitted later fails with BrokenThreadPool.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -92,7 +93,9 @@ class ThreadPoolExecutor {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<WorkItem>> queue_;
-  std::vector<WorkItem*> running_;  // for stop requests on shutdown(cancel_futures)
+  std::atomic<std::size_t> queued_{0};  // queue_.size(), readable without the lock
+  std::atomic<bool> spinning_{false};   // an idle worker is looking for work before it sleeps
+  std::vector<WorkItem*> running_;      // for stop requests on shutdown(cancel_futures)
   std::vector<std::thread> threads_;
   std::size_t available_ = 0;  // workers not running an item
   std::size_t promised_ = 0;   // submits that counted on one of those
