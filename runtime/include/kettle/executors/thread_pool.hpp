@@ -112,9 +112,9 @@ template <class F, class... Args>
 inline constexpr bool takes_stop_token = std::is_invocable_v<F&, std::stop_token, Args&...>;
 
 template <class F, class... Args>
-using work_result_t = std::conditional_t<takes_stop_token<F, Args...>,
-                                         std::invoke_result<F&, std::stop_token, Args&...>,
-                                         std::invoke_result<F&, Args&...>>::type;
+using work_result_t = typename std::conditional_t<takes_stop_token<F, Args...>,
+                                                  std::invoke_result<F&, std::stop_token, Args&...>,
+                                                  std::invoke_result<F&, Args&...>>::type;
 
 // fn and its arguments, held by value, and the future they complete.
 template <class R, class Fn, class... Args>
