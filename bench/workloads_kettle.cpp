@@ -233,6 +233,53 @@ Coro<> submit_100k() {
   co_return;
 }
 
+// 12. 20 000 trivial ProcessPoolExecutor submits from a task, each awaited (gathered).
+Coro<> proc_submit_20k() {
+  constexpr int n = 20'000;
+  kettle::ProcessPoolExecutor pool;
+  co_await pool.map(trivial, std::vector<int>(pool.max_workers() * 4, 1));  // start the workers
+  std::vector<double> times;
+  for (int round = 0; round < 3; ++round) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<kettle::Future<int>> fs;
+    fs.reserve(n);
+    for (int i = 0; i < n; ++i)
+      fs.push_back(pool.submit(trivial, i));
+    std::vector<int> r = co_await kettle::gather(fs);
+    if (r[n - 1] != n - 1) std::abort();
+    times.push_back(bench::seconds_since(t0));
+  }
+  bench::report("proc_submit_20k", "ns_per_task", bench::median(times) * 1e9 / n);
+}
+
+// 13. map over 1M items with chunksize 256: ProcessPoolExecutor.map and Pool.map.
+Coro<> proc_map_1m() {
+  constexpr int n = 1'000'000;
+  std::vector<int> items(n);
+  for (int i = 0; i < n; ++i)
+    items[static_cast<std::size_t>(i)] = i;
+  kettle::ProcessPoolExecutor pool;
+  co_await pool.map(trivial, std::vector<int>(pool.max_workers() * 4, 1));
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<int> r = co_await pool.map(trivial, items, 256);
+  if (r[n - 1] != n - 1) std::abort();
+  bench::report("proc_map_1m", "ns_per_item", bench::seconds_since(t0) * 1e9 / n);
+  kettle::Pool mp;
+  co_await mp.map_async(trivial, std::vector<int>(mp.processes() * 4, 1));
+  t0 = std::chrono::steady_clock::now();
+  r = co_await mp.map_async(trivial, items, 256);
+  if (r[n - 1] != n - 1) std::abort();
+  bench::report("proc_map_1m", "ns_per_item_pool", bench::seconds_since(t0) * 1e9 / n);
+}
+
+// 14. A new ProcessPoolExecutor (forkserver) and its first result, in a fresh process.
+Coro<> proc_startup() {
+  auto t0 = std::chrono::steady_clock::now();
+  kettle::ProcessPoolExecutor pool;
+  if (co_await pool.submit(trivial, 1) != 1) std::abort();
+  bench::report("proc_startup", "ms_first_result", bench::seconds_since(t0) * 1e3);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -250,6 +297,9 @@ int main(int argc, char** argv) {
       {"to_thread_20k", to_thread_20k},
       {"to_thread_latency", to_thread_latency},
       {"submit_100k", submit_100k},
+      {"proc_submit_20k", proc_submit_20k},
+      {"proc_map_1m", proc_map_1m},
+      {"proc_startup", proc_startup},
   };
   return bench::main(argc, argv, workloads, [](Workload w) { kettle::run(w()); });
 }

@@ -28,9 +28,6 @@ Coro<bool> acquire(kettle::Semaphore& s) {
   co_await s.acquire();
   co_return true;
 }
-Coro<> sleep0() {
-  co_await kettle::sleep(0);
-}
 }  // namespace
 
 // Lock ------------------------------------------------------------------------------------

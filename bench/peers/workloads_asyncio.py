@@ -4,6 +4,7 @@ Usage: python3 workloads_asyncio.py [--uvloop] [workload ...]
 Prints "<workload> <metric> <value>" lines, like the C++ workload programs.
 """
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -206,11 +207,56 @@ async def submit_100k():
         report("submit_100k", "ns_per_submit", (time.perf_counter() - t0) * 1e9 / n)
 
 
+async def proc_submit_20k():
+    import concurrent.futures
+    n = 20_000
+    with concurrent.futures.ProcessPoolExecutor() as ex:
+        list(ex.map(trivial, [1] * (os.cpu_count() * 4)))
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fs = [ex.submit(trivial, i) for i in range(n)]
+            r = [f.result() for f in fs]
+            assert r[-1] == n - 1
+            times.append(time.perf_counter() - t0)
+    report("proc_submit_20k", "ns_per_task", statistics.median(times) * 1e9 / n)
+
+
+async def proc_map_1m():
+    import concurrent.futures
+    import multiprocessing
+    n = 1_000_000
+    with concurrent.futures.ProcessPoolExecutor() as ex:
+        list(ex.map(trivial, [1] * (os.cpu_count() * 4)))
+        t0 = time.perf_counter()
+        r = list(ex.map(trivial, range(n), chunksize=256))
+        assert r[-1] == n - 1
+        report("proc_map_1m", "ns_per_item", (time.perf_counter() - t0) * 1e9 / n)
+    with multiprocessing.Pool() as pool:
+        pool.map(trivial, [1] * (os.cpu_count() * 4))
+        t0 = time.perf_counter()
+        r = pool.map(trivial, range(n), chunksize=256)
+        assert r[-1] == n - 1
+        report("proc_map_1m", "ns_per_item_pool", (time.perf_counter() - t0) * 1e9 / n)
+
+
+async def proc_startup():
+    import concurrent.futures
+    import multiprocessing
+    t0 = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(
+            mp_context=multiprocessing.get_context("forkserver")) as ex:
+        assert ex.submit(trivial, 1).result() == 1
+        report("proc_startup", "ms_first_result", (time.perf_counter() - t0) * 1e3)
+
+
 WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
              "sleep_100k": sleep_100k, "cancel_100k": cancel_100k,
              "wait_for_ready": wait_for_ready, "queue_1m": queue_1m, "lock_handoff": lock_handoff,
              "event_pingpong": event_pingpong, "to_thread_20k": to_thread_20k,
-             "to_thread_latency": to_thread_latency, "submit_100k": submit_100k}
+             "to_thread_latency": to_thread_latency, "submit_100k": submit_100k,
+             "proc_submit_20k": proc_submit_20k, "proc_map_1m": proc_map_1m,
+             "proc_startup": proc_startup}
 
 
 def main(argv):

@@ -26,6 +26,15 @@ ExceptionGroup::ExceptionGroup(std::string message, std::vector<std::exception_p
       message_(std::move(message)),
       exceptions_(std::move(exceptions)) {}
 
+WorkerCrashedError::WorkerCrashedError(std::string message, int pid, int status) noexcept
+    : BrokenProcessPool(message), pid_(pid), status_(status) {}
+
+RemoteError::RemoteError(std::string type_name, std::string message, int pid)
+    : Error(type_name + ": " + message + " (raised in worker process " + std::to_string(pid) + ")"),
+      type_name_(std::move(type_name)),
+      message_(std::move(message)),
+      pid_(pid) {}
+
 std::string describe(const std::exception_ptr& e) {
   if (!e) return "no exception";
   try {

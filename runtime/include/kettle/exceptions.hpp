@@ -70,6 +70,40 @@ class BrokenThreadPool : public BrokenExecutor {
   using BrokenExecutor::BrokenExecutor;
 };
 
+class BrokenProcessPool : public BrokenExecutor {
+ public:
+  using BrokenExecutor::BrokenExecutor;
+};
+
+// The worker process running a task died (a signal, exit(), abort()): that task fails with
+// this; the pool replaces the worker and goes on.
+class WorkerCrashedError : public BrokenProcessPool {
+ public:
+  WorkerCrashedError(std::string message, int pid, int status) noexcept;
+  int pid() const noexcept { return pid_; }
+  // The wait status: WIFSIGNALED/WTERMSIG or WIFEXITED/WEXITSTATUS apply.
+  int status() const noexcept { return status_; }
+
+ private:
+  int pid_;
+  int status_;
+};
+
+// An exception of a type kettle cannot recreate, raised by a function in a worker process
+// (Python's _RemoteTraceback): the original type's name, its what() and the worker's pid.
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type_name, std::string message, int pid);
+  const std::string& type_name() const noexcept { return type_name_; }
+  const std::string& message() const noexcept { return message_; }
+  int pid() const noexcept { return pid_; }
+
+ private:
+  std::string type_name_;
+  std::string message_;
+  int pid_;
+};
+
 class ExceptionGroup : public Error {
  public:
   ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions);

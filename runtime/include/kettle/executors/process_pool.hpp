@@ -1,0 +1,429 @@
+// kettle/executors/process_pool.hpp — concurrent.futures.ProcessPoolExecutor.
+//
+//   int square(int x) { return x * x; }
+//
+//   kettle::ProcessPoolExecutor pool;                       // one worker per usable core
+//   kettle::Future<int> f = pool.submit(square, 5);         // fn, args...
+//   int v = co_await f;                                     // or f.result() from a thread
+//   std::vector<int> all = co_await pool.map(square, numbers, 256);  // chunksize 256
+//
+// Work runs in other processes, so fn is a plain function or a captureless lambda (a
+// worker cannot receive captured state: pass it as arguments), and its arguments and result
+// travel through cereal: standard types work as they are, a user type once it has a cereal
+// serialize function. Anything else is a compile-time error.
+//
+// Workers are started lazily, up to max_workers, by the start method: forkserver (the
+// default: one small single-threaded server process, started from this program's
+// executable, forks each worker), spawn (each worker is this program's executable, started
+// afresh), or fork (a server forked from this process at construction, which must then be
+// single-threaded; workers see this process's state as it was then). spawn and forkserver
+// need the program's main wrapped, which linking with kettle::kettle through CMake does.
+//
+// An exception thrown by fn is rethrown by the future: the standard exception types and
+// kettle's ValueError, RuntimeError and TimeoutError as themselves, anything else as
+// kettle::RemoteError (type name, what() and the worker's pid). A worker that dies while
+// running a task (a signal, abort(), exit()) fails only that task, with WorkerCrashedError;
+// a replacement starts and every other task goes on. OnWorkerCrash::break_pool gives
+// Python's meaning instead: the pool breaks and every pending and later task fails with
+// BrokenProcessPool.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kettle/detail/process/pool_core.hpp"
+#include "kettle/exceptions.hpp"
+#include "kettle/executors/thread_pool.hpp"
+#include "kettle/futures.hpp"
+
+namespace kettle {
+
+enum class StartMethod { forkserver, spawn, fork };
+enum class OnWorkerCrash { replace_worker, break_pool };
+
+struct ProcessPoolOptions {
+  std::optional<std::size_t> max_workers = std::nullopt;  // default: the number of usable cores
+  StartMethod start_method = StartMethod::forkserver;
+  std::optional<unsigned> max_tasks_per_child =
+      std::nullopt;  // a fresh worker after that many tasks
+  OnWorkerCrash on_worker_crash = OnWorkerCrash::replace_worker;
+};
+
+template <class V>
+class ChunkedMapResult;
+
+class ProcessPoolExecutor {
+ public:
+  // ValueError for max_workers 0 or max_tasks_per_child 0; RuntimeError when the start
+  // method cannot work here (fork in a process that has threads; spawn or forkserver in a
+  // program whose main is not wrapped).
+  explicit ProcessPoolExecutor(ProcessPoolOptions options = {});
+  // initializer(initargs...) runs first in every worker; if it throws, the pool breaks:
+  // pending and later tasks fail with BrokenProcessPool naming the error.
+  template <class F, class... Args>
+  ProcessPoolExecutor(ProcessPoolOptions options, F initializer, Args&&... initargs);
+  ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
+  ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
+  ~ProcessPoolExecutor();  // shutdown(wait = true)
+
+  // Schedules fn(args...) in a worker. RuntimeError after shutdown, BrokenProcessPool once
+  // broken. An argument that fails to serialize fails the returned future.
+  template <class F, class... Args>
+  auto submit(F fn, Args&&... args);
+
+  // fn over the range, in input order; chunksize items travel (and run) per message.
+  template <class F, class Range>
+  auto map(F fn, Range&& range, std::size_t chunksize = 1) {
+    return map_impl<false>(fn, std::forward<Range>(range), chunksize);
+  }
+  // The same over a range of argument tuples: fn(std::get<0>(t), std::get<1>(t), ...).
+  template <class F, class Range>
+  auto starmap(F fn, Range&& range, std::size_t chunksize = 1) {
+    return map_impl<true>(fn, std::forward<Range>(range), chunksize);
+  }
+
+  // No new work. cancel_futures: tasks not yet sent to a worker are cancelled. wait:
+  // returns once every worker has exited.
+  void shutdown(bool wait = true, bool cancel_futures = false);
+  // shutdown(false, true), then SIGTERM (terminate) or SIGKILL (kill) every worker; the
+  // tasks they were running fail with BrokenProcessPool.
+  void terminate_workers();
+  void kill_workers();
+
+  std::size_t max_workers() const noexcept { return core_->max_workers(); }
+  // The live workers' pids.
+  std::vector<int> worker_pids() const { return core_->worker_pids(); }
+
+ private:
+  void init(ProcessPoolOptions options, std::string init_frame);
+  template <bool Star, class F, class Range>
+  auto map_impl(F fn, Range&& range, std::size_t chunksize);
+
+  std::shared_ptr<detail::proc::PoolCore> core_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail::proc {
+
+template <class F>
+struct fn_traits;
+template <class R, class... P>
+struct fn_traits<R (*)(P...)> {
+  using result = R;
+  using params = std::tuple<P...>;
+  static constexpr std::size_t arity = sizeof...(P);
+  template <class... A>
+  static constexpr bool callable_with = std::is_invocable_v<R (*)(P...), A...>;
+  static constexpr Trampoline tramp = &trampoline<R, P...>;
+  static constexpr bool all_serializable = (serializable<std::decay_t<P>> && ...);
+};
+template <class R, class... P>
+struct fn_traits<R (*)(P...) noexcept> : fn_traits<R (*)(P...)> {};
+
+template <class F>
+auto as_function_pointer(F fn) {
+  if constexpr (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>)
+    return fn;
+  else if constexpr (std::is_function_v<F>)
+    return &fn;
+  else if constexpr (requires { +fn; })
+    return +fn;
+  else
+    static_assert(sizeof(F) == 0,
+                  "kettle: a process pool runs a plain function or a captureless lambda (a "
+                  "worker process cannot receive captured state: pass it as arguments)");
+}
+
+template <class T>
+inline constexpr bool result_serializable = std::is_void_v<T> || serializable<T>;
+
+// Builds a call frame: kind, id (0 for now), count, trampoline, fn, the arguments.
+template <class Fp>
+std::string call_frame(MessageKind kind, Fp fn, std::uint32_t count) {
+  std::string out;
+  begin_frame(out, kind);
+  Writer w(out);
+  w.u64(0);
+  w.u32(count);
+  write_ref(w, fn_ref(reinterpret_cast<const void*>(fn_traits<Fp>::tramp)));
+  write_ref(w, fn_ref(reinterpret_cast<const void*>(fn)));
+  return out;
+}
+
+// Writes one call's arguments, each converted to its parameter's type.
+template <class Fp, class... Args>
+void write_args(OutArchive& oa, Args&&... args) {
+  using Params = typename fn_traits<Fp>::params;
+  static_assert(std::tuple_size_v<Params> == sizeof...(Args),
+                "kettle: fn takes a different number of arguments");
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    oa(std::decay_t<std::tuple_element_t<I, Params>>(std::forward<Args>(args))...);
+  }
+  (std::index_sequence_for<Args...>{});
+}
+template <class Fp, class... Args>
+void write_args(std::string& out, Args&&... args) {
+  OutArchive oa(out);
+  write_args<Fp>(oa, std::forward<Args>(args)...);
+}
+
+template <class R>
+class FutureCompleter final : public Completer {
+ public:
+  explicit FutureCompleter(Future<R> f) noexcept : f_(std::move(f)) {}
+  bool start() noexcept override {
+    try {
+      return f_.set_running_or_notify_cancel();
+    } catch (...) {
+      return false;
+    }
+  }
+  void succeed(Reader& in) noexcept override {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        f_.set_result();
+      } else {
+        R r{};
+        {
+          InArchive ia(in);
+          ia(r);
+        }
+        f_.set_result(std::move(r));
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  }
+  void fail(std::exception_ptr e) noexcept override {
+    try {
+      f_.set_exception(e);
+    } catch (...) {
+    }
+  }
+  void cancel() noexcept override { f_.cancel(); }
+
+ private:
+  Future<R> f_;
+};
+
+// One chunk of a map(): count results, read into one vector.
+template <class R>
+class ChunkCompleter final : public Completer {
+ public:
+  using V = map_value_t<R>;
+  ChunkCompleter(Future<std::vector<V>> f, std::uint32_t count) noexcept
+      : f_(std::move(f)), count_(count) {}
+  bool start() noexcept override {
+    try {
+      return f_.set_running_or_notify_cancel();
+    } catch (...) {
+      return false;
+    }
+  }
+  void succeed(Reader& in) noexcept override {
+    try {
+      std::vector<V> out(count_);
+      if constexpr (!std::is_void_v<R>) {
+        InArchive ia(in);
+        for (V& v : out)
+          ia(v);
+      }
+      f_.set_result(std::move(out));
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  }
+  void fail(std::exception_ptr e) noexcept override {
+    try {
+      f_.set_exception(e);
+    } catch (...) {
+    }
+  }
+  void cancel() noexcept override { f_.cancel(); }
+
+ private:
+  Future<std::vector<V>> f_;
+  std::uint32_t count_;
+};
+
+}  // namespace detail::proc
+
+// The results of a process pool's map(): chunks of results, in input order, that read as
+// one sequence: iterate (blocking), get() (blocking, with_timeout counted from the call),
+// or co_await from a task. The first error is raised where its chunk comes.
+template <class V>
+class ChunkedMapResult {
+ public:
+  explicit ChunkedMapResult(std::vector<Future<std::vector<V>>> chunks)
+      : chunks_(std::move(chunks)) {}
+
+  const std::vector<Future<std::vector<V>>>& futures() const noexcept { return chunks_.futures(); }
+
+  ChunkedMapResult with_timeout(std::chrono::duration<double> timeout) && {
+    chunks_ = std::move(chunks_).with_timeout(timeout);
+    return std::move(*this);
+  }
+  std::vector<V> get() { return flatten(chunks_.get()); }
+  auto operator co_await() && { return detail::OwningAwaiter<std::vector<V>>(collect()); }
+
+  class iterator {
+   public:
+    using value_type = V;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    iterator(ChunkedMapResult* m, std::size_t chunk) : m_(m), chunk_(chunk) { settle(); }
+    V operator*() const { return cur_[i_]; }
+    iterator& operator++() {
+      if (++i_ == cur_.size()) {
+        ++chunk_;
+        settle();
+      }
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept {
+      return a.chunk_ == b.chunk_ && a.i_ == b.i_;
+    }
+
+   private:
+    void settle() {  // moves to the next chunk that has an item (or the end)
+      i_ = 0;
+      cur_.clear();
+      auto n = m_->chunks_.futures().size();
+      while (chunk_ < n) {
+        cur_ = *typename MapResult<std::vector<V>>::iterator(&m_->chunks_, chunk_);
+        if (!cur_.empty()) return;
+        ++chunk_;
+      }
+    }
+    ChunkedMapResult* m_ = nullptr;
+    std::size_t chunk_ = 0;
+    std::size_t i_ = 0;
+    std::vector<V> cur_;
+  };
+  iterator begin() { return iterator(this, 0); }
+  iterator end() { return iterator(this, chunks_.futures().size()); }
+
+ private:
+  static std::vector<V> flatten(std::vector<std::vector<V>> parts) {
+    std::size_t n = 0;
+    for (auto& p : parts)
+      n += p.size();
+    std::vector<V> out;
+    out.reserve(n);
+    for (auto& p : parts)
+      for (V& v : p)
+        out.push_back(std::move(v));
+    return out;
+  }
+  Coro<std::vector<V>> collect() {
+    std::vector<std::vector<V>> parts = co_await std::move(chunks_);
+    co_return flatten(std::move(parts));
+  }
+
+  MapResult<std::vector<V>> chunks_;
+};
+
+template <class F, class... Args>
+ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolOptions options, F initializer,
+                                         Args&&... initargs) {
+  auto fp = detail::proc::as_function_pointer(initializer);
+  using Fp = decltype(fp);
+  using T = detail::proc::fn_traits<Fp>;
+  static_assert(T::arity == sizeof...(Args),
+                "kettle: the initializer takes a different number of arguments");
+  static_assert(T::all_serializable,
+                "kettle: an initializer parameter type cannot be serialized with cereal: give "
+                "it a serialize(Archive&) function (or use standard types)");
+  std::string frame = detail::proc::call_frame(detail::proc::MessageKind::init, fp, 1);
+  detail::proc::write_args<Fp>(frame, std::forward<Args>(initargs)...);
+  detail::proc::end_frame(frame, 0);
+  init(options, std::move(frame));
+}
+
+template <class F, class... Args>
+auto ProcessPoolExecutor::submit(F fn, Args&&... args) {
+  auto fp = detail::proc::as_function_pointer(fn);
+  using Fp = decltype(fp);
+  using T = detail::proc::fn_traits<Fp>;
+  using R = typename T::result;
+  static_assert(T::arity == sizeof...(Args),
+                "kettle: submit(fn, args...) needs as many arguments as fn has parameters");
+  static_assert(T::all_serializable,
+                "kettle: a parameter type of fn cannot be serialized with cereal (or is not "
+                "default-constructible): give it a serialize(Archive&) function");
+  static_assert(detail::proc::result_serializable<R>,
+                "kettle: fn's result type cannot be serialized with cereal (or is not "
+                "default-constructible): give it a serialize(Archive&) function");
+  Future<R> f;
+  detail::proc::Task task;
+  try {
+    task.frame = detail::proc::call_frame(detail::proc::MessageKind::task, fp, 1);
+    detail::proc::write_args<Fp>(task.frame, std::forward<Args>(args)...);
+    detail::proc::end_frame(task.frame, 0);
+  } catch (...) {  // as Python's test_error_at_task_pickle: the future carries it
+    f.set_exception(std::current_exception());
+    return f;
+  }
+  task.completer = std::make_unique<detail::proc::FutureCompleter<R>>(f);
+  core_->submit(std::move(task));
+  return f;
+}
+
+template <bool Star, class F, class Range>
+auto ProcessPoolExecutor::map_impl(F fn, Range&& range, std::size_t chunksize) {
+  auto fp = detail::proc::as_function_pointer(fn);
+  using Fp = decltype(fp);
+  using T = detail::proc::fn_traits<Fp>;
+  using R = typename T::result;
+  using V = detail::map_value_t<R>;
+  static_assert(Star || T::arity == 1, "kettle: map(fn, range) needs fn to take one argument");
+  static_assert(T::all_serializable && detail::proc::result_serializable<R>,
+                "kettle: fn's parameter or result type cannot be serialized with cereal: give "
+                "it a serialize(Archive&) function");
+  if (chunksize < 1) throw ValueError("kettle: map() needs chunksize >= 1");
+  std::vector<Future<std::vector<V>>> futures;
+  std::vector<detail::proc::Task> tasks;
+  auto it = std::ranges::begin(range);
+  auto end = std::ranges::end(range);
+  const std::string head = detail::proc::call_frame(detail::proc::MessageKind::task, fp, 0);
+  while (it != end) {
+    Future<std::vector<V>> f;
+    detail::proc::Task task;
+    task.frame = head;
+    std::uint32_t n = 0;
+    try {
+      detail::proc::OutArchive oa(task.frame);
+      for (; it != end && n < chunksize; ++it, ++n) {
+        if constexpr (Star)
+          std::apply([&](auto&&... a) { detail::proc::write_args<Fp>(oa, a...); }, *it);
+        else
+          detail::proc::write_args<Fp>(oa, *it);
+      }
+    } catch (...) {
+      f.set_exception(std::current_exception());
+      futures.push_back(std::move(f));
+      for (; it != end && n < chunksize; ++it, ++n) {
+      }
+      continue;
+    }
+    std::memcpy(task.frame.data() + 4 + 1 + 8, &n, sizeof n);  // the count
+    detail::proc::end_frame(task.frame, 0);
+    task.completer = std::make_unique<detail::proc::ChunkCompleter<R>>(f, n);
+    futures.push_back(std::move(f));
+    tasks.push_back(std::move(task));
+  }
+  core_->submit_all(std::move(tasks));
+  return ChunkedMapResult<V>(std::move(futures));
+}
+
+}  // namespace kettle

@@ -1,0 +1,161 @@
+// kettle/multiprocessing.hpp — multiprocessing.Process, multiprocessing.Pool, cpu_count.
+//
+//   void brew_tea(std::string name) { ... }
+//   kettle::Process p(brew_tea, std::string("tea-1"));   // target, args...
+//   p.start();
+//   p.join();                                  // or co_await p.wait() from a task
+//   p.exitcode();                              // 0; 1 if it threw; -N if killed by signal N
+//
+//   kettle::Pool pool;                         // cpu_count() processes
+//   std::vector<int> squares = pool.map(compute_square, numbers);
+//
+// Both run on ProcessPoolExecutor's machinery (see executors/process_pool.hpp for what a
+// target may be and how arguments travel). A Process runs its target once in a worker of
+// its own; a Pool is a ProcessPoolExecutor with multiprocessing's interface.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <vector>
+
+#include "kettle/coro.hpp"
+#include "kettle/executors/process_pool.hpp"
+#include "kettle/futures.hpp"
+
+namespace kettle {
+
+// The number of CPUs this process may use (os.process_cpu_count()).
+std::size_t cpu_count() noexcept;
+
+class Process {
+ public:
+  template <class F, class... Args>
+  explicit Process(F target, Args&&... args);
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process();  // joins a started process
+
+  void start();  // RuntimeError if started twice
+  // Waits for the process to end (at most timeout); returns whether it has ended.
+  bool join(std::optional<std::chrono::duration<double>> timeout = std::nullopt);
+  Coro<void> wait();  // join, awaited from a task
+  bool is_alive() const;
+  // None (nullopt) while running; 0 after a normal end, 1 if the target threw (the error is
+  // printed to stderr, as Python prints the traceback), the exit status if it called
+  // exit(), -N if a signal N killed it.
+  std::optional<int> exitcode() const;
+  int pid() const;   // 0 before start
+  void terminate();  // SIGTERM
+  void kill();       // SIGKILL
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  std::optional<ProcessPoolExecutor> pool_;
+  std::function<Future<void>(ProcessPoolExecutor&, std::shared_ptr<std::exception_ptr>,
+                             std::string)>
+      launch_;
+  std::optional<Future<void>> done_;
+  std::shared_ptr<std::exception_ptr> outcome_ = std::make_shared<std::exception_ptr>();
+  int signalled_ = 0;
+  std::string name_;
+  mutable int pid_ = 0;
+};
+
+class Pool {
+ public:
+  // processes: default cpu_count(); initializer(initargs...) runs first in each worker;
+  // maxtasksperchild: a fresh worker after that many tasks (chunks).
+  explicit Pool(std::optional<std::size_t> processes = std::nullopt,
+                std::optional<unsigned> maxtasksperchild = std::nullopt)
+      : exec_(ProcessPoolOptions{.max_workers = processes,
+                                 .max_tasks_per_child = maxtasksperchild}) {}
+  template <class F, class... Args>
+  Pool(std::optional<std::size_t> processes, F initializer, Args&&... initargs)
+      : exec_(ProcessPoolOptions{.max_workers = processes}, initializer,
+              std::forward<Args>(initargs)...) {}
+  ~Pool() { exec_.shutdown(true, true); }  // as leaving `with Pool() as pool:`: terminate
+
+  // Blocking, in input order. chunksize: default len / (4 x processes), rounded up.
+  template <class F, class Range>
+  auto map(F fn, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
+    return map_async(fn, std::forward<Range>(items), chunksize).get();
+  }
+  // Awaitable (co_await) or blocking (get(), iteration): ChunkedMapResult.
+  template <class F, class Range>
+  auto map_async(F fn, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
+    return exec_.map(fn, items, chunk(items, chunksize));
+  }
+  template <class F, class Range>
+  auto starmap(F fn, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
+    return exec_.starmap(fn, items, chunk(items, chunksize)).get();
+  }
+  // Lazily iterated, in input order (chunksize default 1, as Python's imap).
+  template <class F, class Range>
+  auto imap(F fn, Range&& items, std::size_t chunksize = 1) {
+    return exec_.map(fn, items, chunksize);
+  }
+  template <class F, class... Args>
+  auto apply(F fn, Args&&... args) {
+    return exec_.submit(fn, std::forward<Args>(args)...).result();
+  }
+  template <class F, class... Args>
+  auto apply_async(F fn, Args&&... args) {
+    return exec_.submit(fn, std::forward<Args>(args)...);
+  }
+  void close() { exec_.shutdown(false, false); }  // no new work; what is queued still runs
+  void join() { exec_.shutdown(true, false); }    // after close(): wait for the workers
+  void terminate() { exec_.kill_workers(); }      // stop now; unfinished work fails
+  std::size_t processes() const noexcept { return exec_.max_workers(); }
+
+ private:
+  template <class Range>
+  std::size_t chunk(Range& items, std::optional<std::size_t> chunksize) const {
+    if (chunksize) return *chunksize;
+    std::size_t n = static_cast<std::size_t>(std::ranges::distance(items));
+    std::size_t per = processes() * 4;
+    std::size_t c = n / per + (n % per ? 1 : 0);
+    return c ? c : 1;
+  }
+  ProcessPoolExecutor exec_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Implementation
+
+namespace detail::proc {
+std::string next_process_name();
+void report_process_error(const std::string& name, std::exception_ptr e) noexcept;
+bool is_crash(std::exception_ptr e) noexcept;  // the worker died (not: the target threw)
+}  // namespace detail::proc
+
+template <class F, class... Args>
+Process::Process(F target, Args&&... args) : name_(detail::proc::next_process_name()) {
+  auto fp = detail::proc::as_function_pointer(target);
+  using R = typename detail::proc::fn_traits<decltype(fp)>::result;
+  static_assert(std::is_void_v<R> || detail::proc::serializable<R>,
+                "kettle: a Process target's result type cannot be serialized with cereal");
+  // Bound now (the arguments are converted and serialized at construction, as Python
+  // pickles them at start), submitted at start().
+  launch_ = [fp, tup = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)](
+                ProcessPoolExecutor& pool, std::shared_ptr<std::exception_ptr> outcome,
+                std::string name) {
+    auto f = std::apply([&](const auto&... a) { return pool.submit(fp, a...); }, tup);
+    Future<void> done;  // completes normally once the target has ended, however it did
+    f.add_done_callback([done, outcome, name](auto& f) {
+      if (!f.cancelled() && f.exception()) {
+        *outcome = f.exception();
+        if (!detail::proc::is_crash(*outcome)) detail::proc::report_process_error(name, *outcome);
+      }
+      done.set_result();
+    });
+    return done;
+  };
+}
+
+}  // namespace kettle

@@ -1,0 +1,669 @@
+// The parent's side of process pools: one manager thread (running while any pool exists)
+// owns every worker's socket and exit watch in its own io_context, sends tasks, reads
+// replies and completes futures. Worker deaths are seen through pidfds (for our own
+// children) or the fork server's reports, never through waitpid(-1), so that kettle does
+// not reap processes that belong to the rest of the program.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <asio/io_context.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/write.hpp>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "kettle/detail/process/pool_core.hpp"
+#include "kettle/exceptions.hpp"
+#include "launch.hpp"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace kettle::detail::proc {
+
+// One fork server process: the shared one (forkserver) or a pool's own (fork).
+struct ServerLink {
+  ServerLink(asio::io_context& io, int fd, int pid) : fd(fd), pid(pid), watch(io) {}
+  int fd;
+  int pid;
+  asio::posix::stream_descriptor watch;  // assigned on the manager thread
+  std::atomic<bool> dead{false};
+  std::uint64_t next_req = 1;
+  std::unordered_map<std::uint64_t, Worker*> forking;  // request -> worker
+  std::unordered_map<int, Worker*> by_pid;
+};
+
+struct Worker {
+  Worker(std::shared_ptr<PoolCore> p, asio::io_context& io)
+      : pool(std::move(p)), sock(io), pidfd(io) {}
+  std::shared_ptr<PoolCore> pool;  // cleared when the worker is gone
+  std::shared_ptr<ServerLink> server;
+  int pid = 0;
+  asio::local::stream_protocol::socket sock;
+  asio::posix::stream_descriptor pidfd;
+  std::vector<char> rbuf = std::vector<char>(64 * 1024);
+  std::string acc;                                      // bytes read, not yet a whole frame
+  std::string wbuf;                                     // frames to send
+  std::string wbusy;                                    // frames being sent
+  std::deque<std::pair<std::uint64_t, Task>> inflight;  // sent, in order
+  unsigned sent = 0;
+  std::chrono::steady_clock::time_point mark;  // when its current task began, as seen here
+  int status = 0;
+  bool reading = false, writing = false, watching = false;
+  bool ready = false, retiring = false, exit_sent = false, eof = false, exited = false;
+};
+
+namespace {
+
+class Manager {
+ public:
+  static Manager& instance() {
+    static auto* m = new Manager();  // lives as long as the process; its thread does not
+    return *m;
+  }
+
+  asio::io_context io;
+
+  void retain() {
+    std::lock_guard lock(mutex_);
+    if (users_++ > 0 || thread_.joinable()) return;
+    io.restart();
+    guard_.emplace(io.get_executor());
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "kettle-procs");
+      io.run();
+    });
+    id_.store(thread_.get_id());
+  }
+
+  // The thread stops once no pool needs it, unless this runs on it (then it idles on).
+  void release() noexcept {
+    std::thread t;
+    {
+      std::lock_guard lock(mutex_);
+      if (--users_ > 0 || on_thread()) return;
+      guard_.reset();
+      io.stop();
+      t = std::move(thread_);
+      id_.store(std::thread::id());
+    }
+    if (t.joinable()) t.join();
+  }
+
+  bool on_thread() const noexcept { return id_.load() == std::this_thread::get_id(); }
+
+  std::shared_ptr<ServerLink> forkserver() {
+    std::lock_guard lock(mutex_);
+    if (server_ && !server_->dead) return server_;
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+      throw RuntimeError(std::string("kettle: socketpair failed: ") + std::strerror(errno));
+    int pid;
+    try {
+      pid = spawn_self("forkserver", sv[1]);
+    } catch (...) {
+      ::close(sv[0]);
+      ::close(sv[1]);
+      throw;
+    }
+    ::close(sv[1]);
+    server_ = std::make_shared<ServerLink>(io, sv[0], pid);
+    return server_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::size_t users_ = 0;
+  std::thread thread_;
+  std::atomic<std::thread::id> id_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  std::shared_ptr<ServerLink> server_;
+};
+
+void watch_server(const std::shared_ptr<ServerLink>& s);
+
+void server_gone(ServerLink& s) {
+  s.dead = true;
+  std::vector<Worker*> ws;
+  for (auto& [req, w] : s.forking)
+    ws.push_back(w);
+  for (auto& [pid, w] : s.by_pid)
+    ws.push_back(w);
+  s.forking.clear();
+  s.by_pid.clear();
+  for (Worker* w : ws) {
+    w->exited = true;
+    w->status = SIGKILL;  // the server's death took its workers with it
+    auto pool = w->pool;
+    pool->maybe_gone(*w);
+  }
+  asio::error_code ec;
+  s.watch.close(ec);
+  int st;
+  ::waitpid(s.pid, &st, 0);
+}
+
+void watch_server(const std::shared_ptr<ServerLink>& s) {
+  s->watch.async_wait(asio::posix::descriptor_base::wait_read, [s](const asio::error_code& ec) {
+    if (ec) return;
+    for (;;) {
+      char buf[64];
+      ssize_t n = ::recv(s->fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+      if (n <= 0) return server_gone(*s);
+      Reader r(buf, static_cast<std::size_t>(n));
+      auto kind = static_cast<MessageKind>(r.u8());
+      if (kind == MessageKind::forked) {
+        std::uint64_t req = r.u64();
+        int pid = r.i32();
+        auto it = s->forking.find(req);
+        if (it == s->forking.end()) continue;
+        Worker* w = it->second;
+        s->forking.erase(it);
+        if (pid <= 0) {  // fork failed: the worker never existed
+          w->exited = true;
+          w->status = (1 << 8);
+          auto pool = w->pool;
+          pool->maybe_gone(*w);
+        } else {
+          s->by_pid[pid] = w;
+          w->pool->server_reported(*w, pid);
+        }
+      } else if (kind == MessageKind::exited) {
+        int pid = r.i32();
+        int status = r.i32();
+        auto it = s->by_pid.find(pid);
+        if (it == s->by_pid.end()) continue;
+        Worker* w = it->second;
+        s->by_pid.erase(it);
+        w->exited = true;
+        w->status = status;
+        auto pool = w->pool;
+        pool->maybe_gone(*w);
+      }
+    }
+    watch_server(s);
+  });
+}
+
+// Stops a pool's own fork server and reaps it.
+void close_server(const std::shared_ptr<ServerLink>& s) {
+  if (!s || s->dead.exchange(true)) return;
+  asio::error_code ec;
+  if (s->watch.is_open())
+    s->watch.close(ec);  // closes the fd: the server sees EOF and exits
+  else
+    ::close(s->fd);
+  int st;
+  ::waitpid(s->pid, &st, 0);
+}
+
+std::size_t thread_count() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+int pidfd_open(int pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+void append_exit(std::string& out) {
+  std::size_t f = begin_frame(out, MessageKind::exit);
+  out.push_back(0);
+  end_frame(out, f);
+}
+
+}  // namespace
+
+PoolCore::PoolCore(PoolConfig config) : config_(std::move(config)) {}
+
+PoolCore::~PoolCore() = default;
+
+void PoolCore::start() {
+  Manager& m = Manager::instance();
+  if (config_.method == Method::fork) {
+    std::size_t n = thread_count();
+    if (n != 1)
+      throw RuntimeError(
+          "kettle: the fork start method needs a single-threaded process, and "
+          "this one has " +
+          std::to_string(n) +
+          " threads (forking it could deadlock the workers); use "
+          "StartMethod::forkserver (the default) or StartMethod::spawn");
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+      throw RuntimeError(std::string("kettle: socketpair failed: ") + std::strerror(errno));
+    int pid;
+    try {
+      pid = fork_server(sv[1]);
+    } catch (...) {
+      ::close(sv[0]);
+      ::close(sv[1]);
+      throw;
+    }
+    ::close(sv[1]);
+    server_ = std::make_shared<ServerLink>(m.io, sv[0], pid);
+  } else if (!main_is_wrapped()) {
+    throw RuntimeError(
+        "kettle: the spawn and forkserver start methods run this program again as a worker, "
+        "which needs its main wrapped: link the program with kettle::kettle through CMake "
+        "(or add -Wl,--wrap=main to its link flags)");
+  } else if (config_.method == Method::forkserver) {
+    server_ = m.forkserver();
+  }
+  m.retain();
+  retained_ = true;
+  if (server_) {
+    // The first pool to use a server starts watching it, on the manager thread.
+    asio::post(m.io, [s = server_] {
+      if (!s->watch.is_open() && !s->dead) {
+        s->watch.assign(s->fd);
+        watch_server(s);
+      }
+    });
+  }
+}
+
+void PoolCore::release() noexcept {
+  if (retained_) Manager::instance().release();
+  retained_ = false;
+}
+
+void PoolCore::submit(Task task) {
+  {
+    std::lock_guard lock(mutex_);
+    if (shutdown_)
+      throw RuntimeError("kettle: cannot schedule new futures after shutdown (" + config_.kind +
+                         ")");
+    if (!broken_.empty()) throw BrokenProcessPool(broken_);
+    pending_.push_back(std::move(task));
+    if (dispatch_posted_) return;
+    dispatch_posted_ = true;
+  }
+  post_dispatch();
+}
+
+void PoolCore::submit_all(std::vector<Task> tasks) {
+  {
+    std::lock_guard lock(mutex_);
+    if (shutdown_)
+      throw RuntimeError("kettle: cannot schedule new futures after shutdown (" + config_.kind +
+                         ")");
+    if (!broken_.empty()) throw BrokenProcessPool(broken_);
+    for (Task& t : tasks)
+      pending_.push_back(std::move(t));
+    if (dispatch_posted_) return;
+    dispatch_posted_ = true;
+  }
+  post_dispatch();
+}
+
+void PoolCore::post_dispatch() {
+  asio::post(Manager::instance().io, [self = shared_from_this()] { self->dispatch(); });
+}
+
+void PoolCore::shutdown(bool wait, bool cancel_futures) {
+  std::deque<Task> cancelled;
+  {
+    std::lock_guard lock(mutex_);
+    shutdown_ = true;
+    if (cancel_futures) cancelled.swap(pending_);
+    dispatch_posted_ = true;
+  }
+  for (Task& t : cancelled)
+    t.completer->cancel();
+  post_dispatch();
+  if (!wait || Manager::instance().on_thread()) return;
+  std::unique_lock lock(mutex_);
+  finished_cv_.wait(lock, [&] { return finished_; });
+}
+
+void PoolCore::signal_workers(int sig) {
+  std::lock_guard lock(mutex_);
+  terminated_ = true;
+  for (int pid : pids_)
+    ::kill(pid, sig);
+}
+
+std::vector<int> PoolCore::worker_pids() const {
+  std::lock_guard lock(mutex_);
+  return pids_;
+}
+
+// Starts workers while tasks wait and idle workers are fewer, sends tasks (a few per worker
+// in flight, spread evenly, so that a worker never waits for the round trip), and tells
+// workers that are done to exit.
+void PoolCore::dispatch() noexcept {
+  Failures fails;
+  std::vector<Worker*> flushes;
+  bool done = false;
+  {
+    std::lock_guard lock(mutex_);
+    dispatch_posted_ = false;
+    if (broken_.empty() && !terminated_) {
+      std::size_t live = 0, idle = 0;
+      for (auto& w : workers_) {
+        if (w->retiring || w->exit_sent) continue;
+        ++live;
+        if (w->inflight.empty()) ++idle;
+      }
+      while (live < config_.max_workers && pending_.size() > idle) {
+        try {
+          start_worker();
+        } catch (const std::exception& e) {
+          break_locked(std::string("kettle: cannot start a worker process: ") + e.what(), fails);
+          break;
+        }
+        ++live;
+        ++idle;
+      }
+      std::vector<Worker*> ready;
+      for (auto& w : workers_)
+        if (w->ready && !w->retiring && !w->exit_sent) ready.push_back(w.get());
+      if (!ready.empty() && !pending_.empty()) {
+        // Short tasks go several to a worker, so that it never idles for the round trip;
+        // long ones one at a time, so that none waits behind another while a worker idles.
+        std::size_t limit = 1;
+        if (task_us_ < 200)
+          limit = std::clamp<std::size_t>((pending_.size() + live - 1) / live, 1, 16);
+        auto now = std::chrono::steady_clock::now();
+        for (std::size_t depth = 1; depth <= limit && !pending_.empty(); ++depth) {
+          for (Worker* w : ready) {
+            if (pending_.empty()) break;
+            if (w->retiring || w->inflight.size() >= depth) continue;
+            Task t = std::move(pending_.front());
+            pending_.pop_front();
+            if (!t.started && !t.completer->start()) continue;  // cancelled while pending
+            std::uint64_t id = next_id_++;
+            std::memcpy(t.frame.data() + 5, &id, sizeof id);
+            w->wbuf += t.frame;
+            if (w->inflight.empty()) w->mark = now;
+            t.started = true;
+            w->inflight.emplace_back(id, std::move(t));
+            if (++w->sent == config_.max_tasks_per_child) w->retiring = true;
+          }
+        }
+      }
+    }
+    for (auto& w : workers_) {
+      bool quit = w->retiring || terminated_ || !broken_.empty() || (shutdown_ && pending_.empty());
+      if (quit && w->ready && !w->exit_sent && w->inflight.empty()) {
+        append_exit(w->wbuf);
+        w->exit_sent = true;
+      }
+      if (!w->wbuf.empty()) flushes.push_back(w.get());
+    }
+    done = shutdown_ && workers_.empty() && pending_.empty() && !finished_;
+  }
+  for (auto& [c, e] : fails)
+    c->fail(e);
+  for (Worker* w : flushes)
+    flush(w);
+  if (done) finish();
+}
+
+void PoolCore::finish() noexcept {
+  if (config_.method == Method::fork) close_server(server_);  // the forkserver is shared
+  std::lock_guard lock(mutex_);
+  finished_ = true;
+  finished_cv_.notify_all();
+}
+
+// With mutex_ held.
+void PoolCore::start_worker() {
+  Manager& m = Manager::instance();
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    throw RuntimeError(std::string("socketpair failed: ") + std::strerror(errno));
+  auto w = std::make_unique<Worker>(shared_from_this(), m.io);
+  w->sock.assign(asio::local::stream_protocol(), sv[0]);
+  if (server_) {
+    if (server_->dead) {
+      ::close(sv[1]);
+      throw RuntimeError("the fork server has exited");
+    }
+    std::uint64_t req = server_->next_req++;
+    std::string rec;
+    Writer wr(rec);
+    wr.u8(static_cast<std::uint8_t>(MessageKind::fork));
+    wr.u64(req);
+    bool ok = send_record(server_->fd, rec, sv[1]);
+    ::close(sv[1]);
+    if (!ok) throw RuntimeError("the fork server does not answer");
+    w->server = server_;
+    server_->forking[req] = w.get();
+  } else {
+    try {
+      w->pid = spawn_self("worker", sv[1]);
+    } catch (...) {
+      ::close(sv[1]);
+      throw;
+    }
+    ::close(sv[1]);
+    pids_.push_back(w->pid);
+    watch_pid(w.get());
+  }
+  // The first frame: the initializer (or a bare INIT); the worker answers READY.
+  if (config_.init_frame.empty()) {
+    std::size_t f = begin_frame(w->wbuf, MessageKind::init);
+    Writer(w->wbuf).u64(0);
+    end_frame(w->wbuf, f);
+  } else {
+    w->wbuf = config_.init_frame;
+  }
+  Worker* raw = w.get();
+  workers_.push_back(std::move(w));
+  read_more(raw);
+}
+
+void PoolCore::server_reported(Worker& w, int pid) noexcept {
+  w.pid = pid;
+  std::lock_guard lock(mutex_);
+  pids_.push_back(pid);
+  if (terminated_) ::kill(pid, SIGKILL);
+}
+
+void PoolCore::watch_pid(Worker* w) {
+  int fd = pidfd_open(w->pid);
+  if (fd < 0) {
+    ::kill(w->pid, SIGKILL);
+    throw RuntimeError(std::string("pidfd_open failed: ") + std::strerror(errno));
+  }
+  w->pidfd.assign(fd);
+  w->watching = true;
+  w->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                      [self = shared_from_this(), w](const asio::error_code&) {
+                        siginfo_t si{};
+                        int rc;
+                        do {
+                          rc = ::waitid(static_cast<idtype_t>(P_PIDFD),
+                                        static_cast<id_t>(w->pidfd.native_handle()), &si, WEXITED);
+                        } while (rc < 0 && errno == EINTR);
+                        w->watching = false;
+                        w->exited = true;
+                        if (si.si_code == CLD_EXITED)
+                          w->status = (si.si_status & 0xff) << 8;
+                        else
+                          w->status = (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
+                        self->maybe_gone(*w);
+                      });
+}
+
+void PoolCore::read_more(Worker* w) {
+  w->reading = true;
+  w->sock.async_read_some(asio::buffer(w->rbuf), [self = shared_from_this(), w](
+                                                     const asio::error_code& ec, std::size_t n) {
+    w->reading = false;
+    if (ec) {
+      w->eof = true;
+      self->maybe_gone(*w);
+      return;
+    }
+    w->acc.append(w->rbuf.data(), n);
+    Failures fails;
+    std::size_t pos = 0;
+    try {
+      while (w->acc.size() - pos >= 4) {
+        std::uint32_t len;
+        std::memcpy(&len, w->acc.data() + pos, 4);
+        if (w->acc.size() - pos - 4 < len) break;
+        Reader r(w->acc.data() + pos + 4, len);
+        pos += 4 + len;
+        auto kind = static_cast<MessageKind>(r.u8());
+        self->worker_message(*w, kind, r, fails);
+      }
+    } catch (...) {
+      // A garbled stream: this worker cannot be trusted; its death fails its task.
+      ::kill(w->pid, SIGKILL);
+    }
+    w->acc.erase(0, pos);
+    for (auto& [c, e] : fails)
+      c->fail(e);
+    self->dispatch();
+    self->read_more(w);
+  });
+}
+
+void PoolCore::worker_message(Worker& w, MessageKind kind, Reader& r, Failures& fails) {
+  switch (kind) {
+    case MessageKind::ready:
+      w.ready = true;
+      return;
+    case MessageKind::init_failed: {
+      r.u64();
+      std::string what;
+      try {
+        std::rethrow_exception(read_error(r));
+      } catch (const std::exception& e) {
+        what = e.what();
+      }
+      std::lock_guard lock(mutex_);
+      break_locked("kettle: a " + config_.kind + " initializer failed in worker process " +
+                       std::to_string(w.pid) + ": " + what,
+                   fails);
+      return;
+    }
+    case MessageKind::result:
+    case MessageKind::error: {
+      std::uint64_t id = r.u64();
+      if (w.inflight.empty() || w.inflight.front().first != id) throw_truncated();
+      std::unique_ptr<Completer> c = std::move(w.inflight.front().second.completer);
+      w.inflight.pop_front();
+      auto now = std::chrono::steady_clock::now();
+      double us = std::chrono::duration<double, std::micro>(now - w.mark).count();
+      w.mark = now;
+      task_us_ = task_us_ > 1e17 ? us : task_us_ + (us - task_us_) / 8;
+      if (kind == MessageKind::result)
+        c->succeed(r);
+      else
+        c->fail(read_error(r));
+      return;
+    }
+    default:
+      throw_truncated();
+  }
+}
+
+void PoolCore::flush(Worker* w) {
+  if (w->writing || w->wbuf.empty() || w->eof) return;
+  w->wbusy.swap(w->wbuf);
+  w->writing = true;
+  asio::async_write(w->sock, asio::buffer(w->wbusy),
+                    [self = shared_from_this(), w](const asio::error_code& ec, std::size_t) {
+                      w->writing = false;
+                      w->wbusy.clear();
+                      if (ec)
+                        w->wbuf.clear();  // the worker is gone: its EOF will follow
+                      else
+                        self->flush(w);
+                      self->maybe_gone(*w);
+                    });
+}
+
+void PoolCore::maybe_gone(Worker& w) noexcept {
+  if (w.eof && w.exited && !w.reading && !w.writing && !w.watching) worker_gone(w);
+}
+
+void PoolCore::break_locked(const std::string& why, Failures& fails) noexcept {
+  if (broken_.empty()) broken_ = why;
+  auto e = std::make_exception_ptr(BrokenProcessPool(broken_));
+  for (Task& t : pending_)
+    fails.emplace_back(std::move(t.completer), e);
+  pending_.clear();
+  for (auto& w : workers_) {
+    for (auto& [id, t] : w->inflight)
+      fails.emplace_back(std::move(t.completer), e);
+    w->inflight.clear();
+    if (w->pid > 0 && !w->exited) ::kill(w->pid, SIGKILL);
+  }
+}
+
+void PoolCore::worker_gone(Worker& w) noexcept {
+  Failures fails;
+  std::unique_ptr<Worker> owned;
+  {
+    std::lock_guard lock(mutex_);
+    std::erase(pids_, w.pid);
+    bool expected = w.exit_sent && w.inflight.empty();
+    if (!expected) {
+      std::string pid = std::to_string(w.pid);
+      std::string how = describe_status(w.status);
+      if (terminated_) {
+        break_locked("kettle: the " + config_.kind +
+                         "'s workers were terminated (terminate_workers or kill_workers)",
+                     fails);
+      } else if (!w.ready) {
+        break_locked("kettle: worker process " + pid + " " + how + " while starting" +
+                         (config_.init_frame.empty() ? "" : " (in the initializer)"),
+                     fails);
+      } else if (config_.policy == CrashPolicy::break_pool) {
+        break_locked("kettle: a process in the " + config_.kind +
+                         " was terminated abruptly while the future was running or pending "
+                         "(worker process " +
+                         pid + " " + how + ")",
+                     fails);
+      } else if (!w.inflight.empty()) {
+        fails.emplace_back(std::move(w.inflight.front().second.completer),
+                           std::make_exception_ptr(WorkerCrashedError(
+                               "kettle: worker process " + pid + " " + how +
+                                   " while running this task; the pool replaced it",
+                               w.pid, w.status)));
+        w.inflight.pop_front();
+        // The tasks sent after it never started: run them elsewhere, first.
+        while (!w.inflight.empty()) {
+          pending_.push_front(std::move(w.inflight.back().second));
+          w.inflight.pop_back();
+        }
+      }
+    }
+    auto it = std::find_if(workers_.begin(), workers_.end(),
+                           [&](const auto& p) { return p.get() == &w; });
+    owned = std::move(*it);
+    workers_.erase(it);
+  }
+  auto keep = std::move(owned->pool);
+  for (auto& [c, e] : fails)
+    c->fail(e);
+  owned.reset();
+  keep->dispatch();
+}
+
+}  // namespace kettle::detail::proc

@@ -1,0 +1,351 @@
+// The worker's side: the task loop a worker process runs, the fork server, and starting
+// either of them. Everything here runs in a single-threaded child and leaves with _exit, so
+// that no destructor, atexit handler or buffered stdio of the parent's runs twice.
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "kettle/detail/process/pool_core.hpp"
+#include "kettle/exceptions.hpp"
+#include "launch.hpp"
+
+extern char** environ;
+
+namespace kettle::detail::proc {
+
+namespace {
+
+bool main_wrapped = false;
+
+void close_from(int first) noexcept {
+#ifdef SYS_close_range
+  if (::syscall(SYS_close_range, first, ~0U, 0) == 0) return;
+#endif
+  for (int fd = first; fd < 1024; ++fd)
+    ::close(fd);
+}
+
+// The parent may die at any moment: then we must not outlive it.
+void die_with_parent(pid_t parent) noexcept {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
+}
+
+bool write_all(int fd, const char* p, std::size_t n) noexcept {
+  while (n > 0) {
+    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += k;
+    n -= static_cast<std::size_t>(k);
+  }
+  return true;
+}
+
+[[noreturn]] void leave(int code) noexcept {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::_exit(code);
+}
+
+// Runs one task or initializer frame body (after the kind); appends the reply.
+void run_call(Reader& r, MessageKind kind, std::string& out) {
+  std::uint64_t id = r.u64();
+  std::size_t at = out.size();
+  try {
+    std::uint32_t count = r.u32();
+    auto tramp = reinterpret_cast<Trampoline>(const_cast<void*>(resolve(read_ref(r))));
+    const void* fn = resolve(read_ref(r));
+    std::size_t f = begin_frame(out, MessageKind::result);
+    Writer(out).u64(id);
+    tramp(fn, r, count, out);
+    end_frame(out, f);
+  } catch (...) {
+    out.resize(at);
+    std::size_t f =
+        begin_frame(out, kind == MessageKind::init ? MessageKind::init_failed : MessageKind::error);
+    Writer w(out);
+    w.u64(id);
+    write_error(w, std::current_exception(), static_cast<int>(::getpid()));
+    end_frame(out, f);
+    if (kind == MessageKind::init) {
+      write_all(3, out.data(), out.size());
+      leave(1);
+    }
+  }
+}
+
+}  // namespace
+
+bool main_is_wrapped() noexcept {
+  return main_wrapped;
+}
+
+std::size_t usable_cpus() noexcept {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<std::size_t>(n);
+  }
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<std::size_t>(n) : 1;
+}
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char* abbrev = ::sigabbrev_np(sig);
+    return "killed by signal " + std::to_string(sig) +
+           (abbrev ? std::string(" (SIG") + abbrev + ")" : std::string());
+  }
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "ended with wait status " + std::to_string(status);
+}
+
+// The worker: reads frames from fd 3, runs them in order, replies in order.
+void run_worker(int fd) {
+  if (fd != 3) {
+    ::dup2(fd, 3);
+    ::close(fd);
+  }
+  std::string in;
+  std::string out;
+  std::size_t pos = 0;
+  ::fcntl(3, F_SETFD, FD_CLOEXEC);  // programs the user's code runs must not hold it open
+  auto flush = [&] {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    if (!out.empty() && !write_all(3, out.data(), out.size())) leave(1);
+    out.clear();
+  };
+  for (;;) {
+    while (in.size() - pos >= 4) {
+      std::uint32_t n;
+      std::memcpy(&n, in.data() + pos, 4);
+      if (in.size() - pos - 4 < n) break;
+      Reader r(in.data() + pos + 4, n);
+      pos += 4 + n;
+      auto kind = static_cast<MessageKind>(r.u8());
+      if (kind == MessageKind::exit) {
+        flush();
+        leave(r.left() ? r.u8() : 0);
+      }
+      if (kind == MessageKind::init) {
+        // The first frame: the initializer, if there is one (a bare id if not).
+        if (r.left() > sizeof(std::uint64_t)) run_call(r, kind, out);
+        out.clear();
+        std::size_t f = begin_frame(out, MessageKind::ready);
+        end_frame(out, f);
+        flush();
+        continue;
+      }
+      // Every earlier reply leaves before the next task starts: if this one kills the
+      // process, the parent knows which task did it and loses no finished result.
+      if (!out.empty()) flush();
+      run_call(r, kind, out);
+    }
+    flush();
+    in.erase(0, pos);
+    pos = 0;
+    std::size_t have = in.size();
+    in.resize(have + 65536);
+    ssize_t k;
+    do {
+      k = ::read(3, in.data() + have, 65536);
+    } while (k < 0 && errno == EINTR);
+    if (k <= 0) leave(0);  // the parent closed our socket (or died): nothing more to do
+    in.resize(have + static_cast<std::size_t>(k));
+  }
+}
+
+bool send_record(int sock, const std::string& bytes, int fd) noexcept {
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  for (;;) {
+    if (::sendmsg(sock, &msg, MSG_NOSIGNAL) >= 0) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+// The fork server: forks a worker for each FORK request (the worker's socket comes with
+// it), reports each one's pid, and reports each exit with its wait status. It was started
+// while its parent had one thread (or exec'd fresh), so forking here is safe. When its
+// parent goes away it kills its workers and exits.
+void run_server(int fd) {
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigset_t old;
+  ::sigprocmask(SIG_BLOCK, &chld, &old);
+  int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) ::_exit(1);
+  std::unordered_set<pid_t> children;
+  pid_t self = ::getpid();
+  auto reply = [&](std::string& rec) {
+    if (!send_record(fd, rec)) {
+      for (pid_t c : children)
+        ::kill(c, SIGKILL);
+      ::_exit(0);
+    }
+  };
+  for (;;) {
+    pollfd p[2] = {{fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) continue;
+    if (p[1].revents) {
+      signalfd_siginfo si;
+      while (::read(sfd, &si, sizeof si) > 0) {
+      }
+      int status;
+      pid_t c;
+      while ((c = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        children.erase(c);
+        std::string rec;
+        Writer w(rec);
+        w.u8(static_cast<std::uint8_t>(MessageKind::exited));
+        w.i32(c);
+        w.i32(status);
+        reply(rec);
+      }
+    }
+    if (!p[0].revents) continue;
+    char buf[64];
+    iovec iov{buf, sizeof buf};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {  // the parent is gone
+      for (pid_t c : children)
+        ::kill(c, SIGKILL);
+      ::_exit(0);
+    }
+    int wfd = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+        std::memcpy(&wfd, CMSG_DATA(c), sizeof wfd);
+    Reader r(buf, static_cast<std::size_t>(n));
+    if (static_cast<MessageKind>(r.u8()) != MessageKind::fork || wfd < 0) ::_exit(2);
+    std::uint64_t req = r.u64();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(sfd);
+      ::close(fd);
+      ::sigprocmask(SIG_SETMASK, &old, nullptr);
+      ::dup2(wfd, 3);
+      close_from(4);
+      die_with_parent(self);
+      run_worker(3);
+    }
+    ::close(wfd);
+    if (pid > 0) children.insert(pid);
+    std::string rec;
+    Writer w(rec);
+    w.u8(static_cast<std::uint8_t>(MessageKind::forked));
+    w.u64(req);
+    w.i32(pid > 0 ? pid : -errno);
+    reply(rec);
+  }
+}
+
+int spawn_self(const char* role, int fd) {
+  // Move fd out of the way of 3 first: dup2 onto itself would keep its close-on-exec flag.
+  int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 100);
+  if (high < 0) throw RuntimeError(std::string("kettle: fcntl failed: ") + std::strerror(errno));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, high, 3);
+  std::vector<std::string> env_store;
+  std::vector<char*> env;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "KETTLE_PROCESS_ROLE=", 20) != 0 &&
+        std::strncmp(*e, "KETTLE_PARENT_PID=", 18) != 0)
+      env.push_back(*e);
+  env_store.push_back(std::string("KETTLE_PROCESS_ROLE=") + role);
+  env_store.push_back("KETTLE_PARENT_PID=" + std::to_string(::getpid()));
+  for (auto& s : env_store)
+    env.push_back(s.data());
+  env.push_back(nullptr);
+  std::string name = std::string("kettle-") + role;
+  char* argv[] = {name.data(), nullptr};
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv, env.data());
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(high);
+  if (rc != 0)
+    throw RuntimeError(std::string("kettle: cannot start a ") + role +
+                       " process (posix_spawn of /proc/self/exe): " + std::strerror(rc));
+  return pid;
+}
+
+int fork_server(int fd) {
+  std::fflush(nullptr);  // or the server's workers would print our buffered output again
+  pid_t pid = ::fork();
+  if (pid < 0) throw RuntimeError(std::string("kettle: fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::dup2(fd, 3);
+    close_from(4);
+    run_server(3);
+  }
+  return pid;
+}
+
+void run_role(const char* role) {
+  main_wrapped = true;
+  std::string r = role;
+  const char* parent = std::getenv("KETTLE_PARENT_PID");
+  pid_t ppid = parent ? static_cast<pid_t>(std::atoi(parent)) : ::getppid();
+  ::unsetenv("KETTLE_PROCESS_ROLE");
+  ::unsetenv("KETTLE_PARENT_PID");
+  close_from(4);
+  if (r == "worker") {
+    die_with_parent(ppid);
+    run_worker(3);
+  }
+  if (r == "forkserver") {
+    // Not tied to the thread that started it: it leaves when its socket closes.
+    if (::getppid() != ppid) ::_exit(1);
+    run_server(3);
+  }
+  std::fprintf(stderr, "kettle: unknown KETTLE_PROCESS_ROLE %s\n", role);
+  ::_exit(2);
+}
+
+void note_main_wrapped() noexcept {
+  main_wrapped = true;
+}
+
+}  // namespace kettle::detail::proc

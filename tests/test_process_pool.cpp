@@ -1,0 +1,582 @@
+// Mirrors CPython's Lib/test/test_concurrent_futures/test_process_pool.py, test_deadlock.py,
+// test_shutdown.py and test_init.py, for kettle::ProcessPoolExecutor.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kettle/kettle.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+using kettle::OnWorkerCrash;
+using kettle::ProcessPoolExecutor;
+using kettle::ProcessPoolOptions;
+using kettle::StartMethod;
+
+int square(int x) {
+  return x * x;
+}
+int get_pid() {
+  return static_cast<int>(::getpid());
+}
+int sleep_and_return(int ms, int v) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return v;
+}
+int raise_invalid(std::string msg) {
+  throw std::invalid_argument(msg);
+}
+
+}  // namespace
+
+TEST(ProcessPoolExecutor, test_submit) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  auto f = pool.submit(square, 8);
+  EXPECT_EQ(f.result(), 64);
+  EXPECT_NE(pool.submit(get_pid).result(), ::getpid());
+}
+
+TEST(ProcessPoolExecutor, test_map) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  std::vector<int> xs;
+  for (int i = 0; i < 1000; ++i)
+    xs.push_back(i);
+  for (std::size_t chunk : {1u, 7u, 256u, 5000u}) {
+    std::vector<int> r = pool.map(square, xs, chunk).get();
+    ASSERT_EQ(r.size(), xs.size());
+    for (int i = 0; i < 1000; ++i)
+      ASSERT_EQ(r[static_cast<std::size_t>(i)], i * i);
+  }
+}
+
+TEST(ProcessPoolExecutor, test_exception_is_rethrown) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  auto f = pool.submit(raise_invalid, std::string("nope"));
+  EXPECT_THROW(
+      {
+        try {
+          f.result();
+        } catch (const std::invalid_argument& e) {
+          EXPECT_STREQ(e.what(), "nope");
+          throw;
+        }
+      },
+      std::invalid_argument);
+}
+
+namespace {
+
+struct Point {
+  int x = 0;
+  int y = 0;
+  template <class Archive>
+  void serialize(Archive& a) {
+    a(x, y);
+  }
+};
+Point swap_point(Point p) {
+  return Point{p.y, p.x};
+}
+
+// Serializing it always fails (Python's ErrorAtPickle / ErrorAtUnpickle).
+struct Unserializable {
+  template <class Archive>
+  void save(Archive&) const {
+    throw std::runtime_error("Unserializable cannot be saved");
+  }
+  template <class Archive>
+  void load(Archive&) {}
+};
+Unserializable make_unserializable() {
+  return {};
+}
+int take_unserializable(Unserializable) {
+  return 1;
+}
+
+struct CustomError : std::exception {
+  const char* what() const noexcept override { return "custom trouble"; }
+};
+int raise_custom() {
+  throw CustomError();
+}
+
+int crash_abort() {
+  std::abort();
+}
+int crash_segv() {
+  ::raise(SIGSEGV);
+  return 0;
+}
+int exit_3() {
+  std::exit(3);
+}
+
+int initialized_value = 0;
+void set_initialized(int v) {
+  initialized_value = v;
+}
+int get_initialized() {
+  return initialized_value;
+}
+void failing_initializer() {
+  throw std::runtime_error("initializer refuses");
+}
+
+std::vector<int> range(int n) {
+  std::vector<int> v;
+  for (int i = 0; i < n; ++i)
+    v.push_back(i);
+  return v;
+}
+
+bool process_gone(int pid) {
+  if (::kill(pid, 0) != 0) return true;
+  // A zombie nobody reaps (PID 1 in a container may not) is gone too.
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return true;
+  char buf[512] = {};
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  std::string s(buf, n);
+  auto close = s.rfind(')');
+  return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
+}
+
+bool wait_gone(const std::vector<int>& pids, std::chrono::milliseconds limit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    bool all = true;
+    for (int p : pids)
+      all = all && process_gone(p);
+    if (all) return true;
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+}  // namespace
+
+TEST(ProcessPoolExecutor, test_user_type_round_trip) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  Point p = pool.submit(swap_point, Point{1, 2}).result();
+  EXPECT_EQ(p.x, 2);
+  EXPECT_EQ(p.y, 1);
+  auto lambda = [](std::vector<std::string> v) { return v.size(); };
+  EXPECT_EQ(pool.submit(lambda, std::vector<std::string>{"a", "b"}).result(), 2u);
+}
+
+TEST(ProcessPoolExecutor, test_remote_error_carries_type_and_pid) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  int pid = pool.submit(get_pid).result();
+  try {
+    pool.submit(raise_custom).result();
+    FAIL() << "no exception";
+  } catch (const kettle::RemoteError& e) {
+    EXPECT_NE(e.type_name().find("CustomError"), std::string::npos) << e.type_name();
+    EXPECT_EQ(e.message(), "custom trouble");
+    EXPECT_EQ(e.pid(), pid);
+    EXPECT_NE(std::string(e.what()).find("custom trouble"), std::string::npos);
+  }
+}
+
+// test_deadlock.py ------------------------------------------------------------------------
+
+TEST(ProcessPoolDeadlock, test_crash_during_func_exec_on_worker) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  std::vector<kettle::Future<int>> ok;
+  for (int i = 0; i < 20; ++i)
+    ok.push_back(pool.submit(square, i));
+  auto crash = pool.submit(crash_abort);
+  for (int i = 20; i < 40; ++i)
+    ok.push_back(pool.submit(square, i));
+  try {
+    crash.result();
+    FAIL() << "no exception";
+  } catch (const kettle::WorkerCrashedError& e) {
+    EXPECT_TRUE(WIFSIGNALED(e.status()));
+    EXPECT_EQ(WTERMSIG(e.status()), SIGABRT);
+    EXPECT_GT(e.pid(), 0);
+    EXPECT_NE(std::string(e.what()).find("SIGABRT"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(e.pid())), std::string::npos);
+  }
+  for (int i = 0; i < 40; ++i)
+    EXPECT_EQ(ok[static_cast<std::size_t>(i)].result(), i * i);
+  EXPECT_EQ(pool.submit(square, 3).result(), 9);  // the pool goes on
+}
+
+TEST(ProcessPoolDeadlock, test_segfault_during_func_exec_on_worker) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  auto crash = pool.submit(crash_segv);
+  auto after = pool.submit(square, 7);
+  EXPECT_THROW(crash.result(), kettle::BrokenProcessPool);
+  EXPECT_EQ(after.result(), 49);
+}
+
+TEST(ProcessPoolDeadlock, test_exit_during_func_exec_on_worker) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  auto f = pool.submit(exit_3);
+  try {
+    f.result();
+    FAIL() << "no exception";
+  } catch (const kettle::WorkerCrashedError& e) {
+    EXPECT_TRUE(WIFEXITED(e.status()));
+    EXPECT_EQ(WEXITSTATUS(e.status()), 3);
+    EXPECT_NE(std::string(e.what()).find("exited with status 3"), std::string::npos);
+  }
+  EXPECT_EQ(pool.submit(square, 4).result(), 16);
+}
+
+TEST(ProcessPoolDeadlock, test_killed_child) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  int pid = pool.submit(get_pid).result();
+  auto slow = pool.submit(sleep_and_return, 10000, 1);
+  // Find the worker running it: the one whose pid differs, or the same, whichever is busy.
+  std::this_thread::sleep_for(100ms);
+  std::vector<int> pids = pool.worker_pids();
+  ASSERT_FALSE(pids.empty());
+  // Kill every worker: the running task fails, the pool replaces the workers.
+  for (int p : pids)
+    ::kill(p, SIGKILL);
+  try {
+    slow.result();
+    FAIL() << "no exception";
+  } catch (const kettle::WorkerCrashedError& e) {
+    EXPECT_EQ(WTERMSIG(e.status()), SIGKILL);
+    EXPECT_NE(std::string(e.what()).find("SIGKILL"), std::string::npos);
+  }
+  int after = pool.submit(get_pid).result();
+  EXPECT_NE(after, pid);
+  EXPECT_TRUE(wait_gone(pids, 2s));
+}
+
+TEST(ProcessPoolDeadlock, test_killed_child_break_pool) {
+  ProcessPoolExecutor pool(
+      ProcessPoolOptions{.max_workers = 1, .on_worker_crash = OnWorkerCrash::break_pool});
+  auto slow = pool.submit(sleep_and_return, 10000, 1);
+  auto queued = pool.submit(square, 2);
+  std::this_thread::sleep_for(100ms);
+  for (int p : pool.worker_pids())
+    ::kill(p, SIGKILL);
+  EXPECT_THROW(slow.result(), kettle::BrokenProcessPool);
+  EXPECT_THROW(queued.result(), kettle::BrokenProcessPool);
+  EXPECT_THROW(pool.submit(square, 3), kettle::BrokenProcessPool);
+}
+
+TEST(ProcessPoolDeadlock, test_crash_during_result_pickle_on_worker) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  int pid = pool.submit(get_pid).result();
+  auto f = pool.submit(make_unserializable);
+  try {
+    f.result();
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "Unserializable cannot be saved");
+  }
+  EXPECT_EQ(pool.submit(get_pid).result(), pid);  // the worker survived
+}
+
+TEST(ProcessPoolDeadlock, test_error_at_task_pickle) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  auto f = pool.submit(take_unserializable, Unserializable{});
+  EXPECT_THROW(f.result(), std::runtime_error);
+  EXPECT_EQ(pool.submit(square, 5).result(), 25);
+}
+
+// test_process_pool.py --------------------------------------------------------------------
+
+TEST(ProcessPoolExecutor, test_max_tasks_per_child) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1, .max_tasks_per_child = 3});
+  std::vector<int> pids;
+  for (int i = 0; i < 6; ++i)
+    pids.push_back(pool.submit(get_pid).result());
+  EXPECT_EQ(pids[0], pids[1]);
+  EXPECT_EQ(pids[1], pids[2]);
+  EXPECT_NE(pids[2], pids[3]);
+  EXPECT_EQ(pids[3], pids[4]);
+  EXPECT_EQ(pids[4], pids[5]);
+}
+
+TEST(ProcessPoolExecutor, test_max_tasks_early_shutdown) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 3, .max_tasks_per_child = 1});
+  std::vector<kettle::Future<int>> fs;
+  for (int i = 0; i < 9; ++i)
+    fs.push_back(pool.submit(square, i));
+  pool.shutdown();
+  for (int i = 0; i < 9; ++i)
+    EXPECT_EQ(fs[static_cast<std::size_t>(i)].result(), i * i);
+}
+
+TEST(ProcessPoolExecutor, test_bad_options) {
+  EXPECT_THROW(ProcessPoolExecutor(ProcessPoolOptions{.max_workers = 0}), kettle::ValueError);
+  EXPECT_THROW(ProcessPoolExecutor(ProcessPoolOptions{.max_tasks_per_child = 0}),
+               kettle::ValueError);
+}
+
+TEST(ProcessPoolExecutor, test_map_exception) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  auto boom_on_5 = [](int x) {
+    if (x == 5) throw std::out_of_range("five");
+    return x;
+  };
+  auto r = pool.map(boom_on_5, range(10), 3);
+  std::vector<int> seen;
+  EXPECT_THROW(
+      {
+        for (int v : r)
+          seen.push_back(v);
+      },
+      std::out_of_range);
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 2}));
+}
+
+TEST(ProcessPoolExecutor, test_map_awaited_from_a_task) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  auto main = [&]() -> kettle::Coro<long> {
+    std::vector<int> r = co_await pool.map(square, range(100), 8);
+    int one = co_await pool.submit(square, 11);
+    long s = one;
+    for (int v : r)
+      s += v;
+    co_return s;
+  };
+  EXPECT_EQ(kettle::run(main()), 328350 + 121);
+}
+
+// test_shutdown.py ------------------------------------------------------------------------
+
+TEST(ProcessPoolShutdown, test_run_after_shutdown) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  pool.shutdown();
+  EXPECT_THROW(pool.submit(square, 2), kettle::RuntimeError);
+}
+
+TEST(ProcessPoolShutdown, test_cancel_futures) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  auto first = pool.submit(sleep_and_return, 300, 1);
+  std::vector<kettle::Future<int>> rest;
+  for (int i = 0; i < 50; ++i)
+    rest.push_back(pool.submit(square, i));
+  std::this_thread::sleep_for(50ms);
+  pool.shutdown(true, true);
+  EXPECT_EQ(first.result(), 1);
+  int cancelled = 0;
+  for (auto& f : rest)
+    cancelled += f.cancelled();
+  // A few may already have been sent to the worker; the others are cancelled.
+  EXPECT_GT(cancelled, 30);
+}
+
+TEST(ProcessPoolShutdown, test_terminate_workers) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  auto slow = pool.submit(sleep_and_return, 10000, 1);
+  std::this_thread::sleep_for(100ms);
+  auto pids = pool.worker_pids();
+  pool.terminate_workers();
+  EXPECT_THROW(slow.result(), kettle::BrokenProcessPool);
+  EXPECT_TRUE(wait_gone(pids, 2s));
+  EXPECT_THROW(pool.submit(square, 1), kettle::RuntimeError);
+}
+
+TEST(ProcessPoolShutdown, test_kill_workers) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  auto slow = pool.submit(sleep_and_return, 10000, 1);
+  std::this_thread::sleep_for(100ms);
+  pool.kill_workers();
+  EXPECT_THROW(slow.result(), kettle::BrokenProcessPool);
+}
+
+// test_init.py ----------------------------------------------------------------------------
+
+TEST(ProcessPoolInit, test_initializer) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2}, set_initialized, 42);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(pool.submit(get_initialized).result(), 42);
+  EXPECT_EQ(initialized_value, 0);  // not in this process
+}
+
+TEST(ProcessPoolInit, test_initializer_failure) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2}, failing_initializer);
+  auto f = pool.submit(square, 2);
+  try {
+    f.result();
+    FAIL() << "no exception";
+  } catch (const kettle::BrokenProcessPool& e) {
+    EXPECT_NE(std::string(e.what()).find("initializer refuses"), std::string::npos) << e.what();
+  }
+  // Once broken, later submits fail at once.
+  std::this_thread::sleep_for(50ms);
+  EXPECT_THROW(pool.submit(square, 3), kettle::BrokenProcessPool);
+}
+
+// Start methods and hygiene -----------------------------------------------------------------
+
+namespace {
+
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+std::set<int> children() {
+  std::set<int> out;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(t.path() / "children");
+    int pid;
+    while (in >> pid)
+      out.insert(pid);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(ProcessPoolStartMethods, test_spawn) {
+  ProcessPoolExecutor pool(
+      ProcessPoolOptions{.max_workers = 2, .start_method = StartMethod::spawn});
+  EXPECT_EQ(pool.submit(square, 9).result(), 81);
+  auto r = pool.map(square, range(50), 5).get();
+  EXPECT_EQ(r[49], 49 * 49);
+  EXPECT_EQ(pool.submit(crash_abort).exception() != nullptr, true);
+  EXPECT_EQ(pool.submit(square, 3).result(), 9);
+}
+
+TEST(ProcessPoolStartMethods, test_fork_needs_a_single_thread) {
+  kettle::ThreadPoolExecutor threads(1);
+  threads.submit([] {}).result();  // a second thread now runs
+  try {
+    ProcessPoolExecutor pool(ProcessPoolOptions{.start_method = StartMethod::fork});
+    FAIL() << "no exception";
+  } catch (const kettle::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("single-threaded"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ProcessPoolStartMethods, test_fork) {
+  if (thread_count() != 1)
+    GTEST_SKIP() << "this process already has " << thread_count()
+                 << " threads (the sanitizer runtime's), and fork needs one";
+  initialized_value = 7;  // workers forked from here see it
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2, .start_method = StartMethod::fork});
+  EXPECT_EQ(pool.submit(get_initialized).result(), 7);
+  EXPECT_THROW(pool.submit(crash_segv).result(), kettle::WorkerCrashedError);
+  EXPECT_EQ(pool.submit(get_initialized).result(), 7);
+  initialized_value = 0;
+}
+
+// The default method works from a program that already runs a loop and a thread pool.
+TEST(ProcessPoolStartMethods, test_default_method_inside_a_running_loop) {
+  auto main = []() -> kettle::Coro<int> {
+    int t = co_await kettle::to_thread(square, 3);
+    ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+    int p = co_await pool.submit(square, 4);
+    co_return t + p;
+  };
+  EXPECT_EQ(kettle::run(main()), 25);
+}
+
+TEST(ProcessPoolHygiene, test_many_pools_leak_nothing) {
+  {
+    ProcessPoolExecutor warm(ProcessPoolOptions{.max_workers = 1});
+    warm.submit(square, 1).result();
+  }
+  std::size_t fds = open_fds();
+  std::set<int> kids = children();
+  for (int i = 0; i < 200; ++i) {
+    ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+    ASSERT_EQ(pool.submit(square, i).result(), i * i);
+  }
+  EXPECT_EQ(open_fds(), fds);
+  EXPECT_EQ(children(), kids);
+}
+
+// Run in a child process by test_workers_die_with_their_parent: makes a pool with busy
+// and idle workers, writes their pids and waits to be killed.
+TEST(ProcessPoolHygiene, helper_child_pool) {
+  const char* out = std::getenv("KETTLE_TEST_PID_FILE");
+  if (!out) GTEST_SKIP() << "a helper for test_workers_die_with_their_parent";
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  auto busy = pool.submit(sleep_and_return, 60000, 1);
+  pool.submit(square, 1).result();
+  std::this_thread::sleep_for(100ms);
+  {
+    std::ofstream f(std::string(out) + ".tmp");
+    for (int p : pool.worker_pids())
+      f << p << "\n";
+  }
+  std::filesystem::rename(std::string(out) + ".tmp", out);
+  std::this_thread::sleep_for(60s);
+}
+
+TEST(ProcessPoolHygiene, test_workers_die_with_their_parent) {
+  std::string file =
+      std::filesystem::temp_directory_path() / ("kettle_pids_" + std::to_string(::getpid()));
+  std::filesystem::remove(file);
+  std::string env = "KETTLE_TEST_PID_FILE=" + file;
+  std::string filter = "--gtest_filter=ProcessPoolHygiene.helper_child_pool";
+  std::string self = std::filesystem::read_symlink("/proc/self/exe");
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e)
+    envp.push_back(*e);
+  envp.push_back(env.data());
+  envp.push_back(nullptr);
+  pid_t child;
+  ASSERT_EQ(::posix_spawn(&child, self.c_str(), nullptr, nullptr, argv, envp.data()), 0);
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!std::filesystem::exists(file) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  std::vector<int> pids;
+  {
+    std::ifstream in(file);
+    int p;
+    while (in >> p)
+      pids.push_back(p);
+  }
+  std::filesystem::remove(file);
+  ::kill(child, SIGKILL);
+  int st;
+  ::waitpid(child, &st, 0);
+  ASSERT_EQ(pids.size(), 2u);
+  EXPECT_TRUE(wait_gone(pids, 1s)) << "workers outlived their parent by more than 1 s";
+}
+
+// loop.run_in_executor(ProcessPoolExecutor(), f, *args), as the Python docs show it.
+TEST(ProcessPoolExecutor, test_run_in_executor) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
+  auto main = [&]() -> kettle::Coro<int> {
+    auto a = kettle::run_in_executor(&pool, square, 6);
+    auto b = kettle::run_in_executor(&pool, square, 7);
+    auto [x, y] = co_await kettle::gather(a, b);
+    co_return x + y;
+  };
+  EXPECT_EQ(kettle::run(main()), 36 + 49);
+}
