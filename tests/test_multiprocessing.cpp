@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <stdexcept>
@@ -133,6 +134,22 @@ TEST(TestPool, test_imap) {
   for (int v : pool.imap(sqr, xs, 2))
     seen.push_back(v);
   EXPECT_EQ(seen, (std::vector<int>{0, 1, 4, 9, 16, 25}));
+}
+
+TEST(TestPool, test_imap_unordered) {
+  kettle::Pool pool(2);
+  std::vector<int> xs;
+  for (int i = 0; i < 100; ++i)
+    xs.push_back(i);
+  for (std::size_t chunk : {1u, 7u}) {
+    std::vector<int> got = pool.imap_unordered(sqr, xs, chunk).get();
+    std::sort(got.begin(), got.end());
+    ASSERT_EQ(got.size(), 100u);
+    for (int i = 0; i < 100; ++i)
+      EXPECT_EQ(got[static_cast<std::size_t>(i)], i * i);
+  }
+  auto r = pool.imap_unordered(fail_on_3, std::vector<int>{1, 2, 3, 4});
+  EXPECT_THROW(r.get(), std::invalid_argument);
 }
 
 TEST(TestPool, test_traceback) {

@@ -8,6 +8,7 @@
 //
 //   kettle::Pool pool;                         // cpu_count() processes
 //   std::vector<int> squares = pool.map(compute_square, numbers);
+//   for (auto r = pool.imap_unordered(f, xs); auto v = r.next();) ...  // as they complete
 //
 // Both run on ProcessPoolExecutor's machinery (see executors/process_pool.hpp for what a
 // target may be and how arguments travel). A Process runs its target once in a worker of
@@ -15,10 +16,13 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <ranges>
 #include <string>
@@ -67,6 +71,57 @@ class Process {
   mutable int pid_ = 0;
 };
 
+// Pool.imap_unordered's results: each chunk's items as soon as that chunk is done.
+template <class V>
+class UnorderedResults {
+ public:
+  explicit UnorderedResults(const std::vector<Future<std::vector<V>>>& chunks)
+      : state_(std::make_shared<State>()), chunks_(chunks) {
+    state_->left = chunks.size();
+    for (std::size_t i = 0; i < chunks.size(); ++i)
+      chunks[i].add_done_callback([s = state_, i] {
+        std::lock_guard lock(s->mutex);
+        s->done.push_back(i);
+        s->cv.notify_one();
+      });
+  }
+  // The next result (blocking), or nullopt at the end. Rethrows a chunk's error.
+  std::optional<V> next() {
+    while (pos_ == cur_.size()) {
+      std::size_t i;
+      {
+        std::unique_lock lock(state_->mutex);
+        if (state_->left == 0) return std::nullopt;
+        state_->cv.wait(lock, [&] { return !state_->done.empty(); });
+        i = state_->done.front();
+        state_->done.pop_front();
+        --state_->left;
+      }
+      cur_ = chunks_[i].result();
+      pos_ = 0;
+    }
+    return std::move(cur_[pos_++]);
+  }
+  std::vector<V> get() {
+    std::vector<V> out;
+    while (auto v = next())
+      out.push_back(std::move(*v));
+    return out;
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<std::size_t> done;
+    std::size_t left = 0;
+  };
+  std::shared_ptr<State> state_;
+  std::vector<Future<std::vector<V>>> chunks_;
+  std::vector<V> cur_;
+  std::size_t pos_ = 0;
+};
+
 class Pool {
  public:
   // processes: default cpu_count(); initializer(initargs...) runs first in each worker;
@@ -99,6 +154,11 @@ class Pool {
   template <class F, class Range>
   auto imap(F fn, Range&& items, std::size_t chunksize = 1) {
     return exec_.map(fn, items, chunksize);
+  }
+  // Results as they complete (chunk by chunk), not in input order; blocking iteration.
+  template <class F, class Range>
+  auto imap_unordered(F fn, Range&& items, std::size_t chunksize = 1) {
+    return UnorderedResults(exec_.map(fn, items, chunksize).futures());
   }
   template <class F, class... Args>
   auto apply(F fn, Args&&... args) {
