@@ -168,7 +168,8 @@ TEST(TestPool, test_terminate) {
   auto slow = pool.apply_async(sqr, 2);
   slow.result();
   auto stuck = pool.apply_async(sleep_ms, 10000);
-  std::this_thread::sleep_for(100ms);
+  while (!stuck.running())
+    std::this_thread::sleep_for(1ms);
   auto start = std::chrono::steady_clock::now();
   pool.terminate();
   pool.join();

@@ -145,6 +145,16 @@ std::vector<int> range(int n) {
   return v;
 }
 
+// Waits until a worker has started f's task (a fixed sleep is not enough on a loaded machine).
+template <class T>
+void wait_running(const kettle::Future<T>& f) {
+  auto end = std::chrono::steady_clock::now() + 30s;
+  while (!f.running() && !f.done() && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(f.running());
+  std::this_thread::sleep_for(20ms);  // and that the worker has begun running it
+}
+
 bool process_gone(int pid) {
   if (::kill(pid, 0) != 0) return true;
   // A zombie nobody reaps (PID 1 in a container may not) is gone too.
@@ -246,8 +256,7 @@ TEST(ProcessPoolDeadlock, test_killed_child) {
   ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
   int pid = pool.submit(get_pid).result();
   auto slow = pool.submit(sleep_and_return, 10000, 1);
-  // Find the worker running it: the one whose pid differs, or the same, whichever is busy.
-  std::this_thread::sleep_for(100ms);
+  wait_running(slow);
   std::vector<int> pids = pool.worker_pids();
   ASSERT_FALSE(pids.empty());
   // Kill every worker: the running task fails, the pool replaces the workers.
@@ -270,7 +279,7 @@ TEST(ProcessPoolDeadlock, test_killed_child_break_pool) {
       ProcessPoolOptions{.max_workers = 1, .on_worker_crash = OnWorkerCrash::break_pool});
   auto slow = pool.submit(sleep_and_return, 10000, 1);
   auto queued = pool.submit(square, 2);
-  std::this_thread::sleep_for(100ms);
+  wait_running(slow);
   for (int p : pool.worker_pids())
     ::kill(p, SIGKILL);
   EXPECT_THROW(slow.result(), kettle::BrokenProcessPool);
@@ -372,20 +381,26 @@ TEST(ProcessPoolShutdown, test_cancel_futures) {
   std::vector<kettle::Future<int>> rest;
   for (int i = 0; i < 50; ++i)
     rest.push_back(pool.submit(square, i));
-  std::this_thread::sleep_for(50ms);
+  wait_running(first);
   pool.shutdown(true, true);
   EXPECT_EQ(first.result(), 1);
   int cancelled = 0;
-  for (auto& f : rest)
-    cancelled += f.cancelled();
-  // A few may already have been sent to the worker; the others are cancelled.
+  for (auto& f : rest) {
+    if (f.cancelled()) {
+      ++cancelled;
+      continue;
+    }
+    // The others (sent to the worker before the shutdown) finished normally.
+    EXPECT_TRUE(f.done());
+    EXPECT_EQ(f.exception(), nullptr);
+  }
   EXPECT_GT(cancelled, 30);
 }
 
 TEST(ProcessPoolShutdown, test_terminate_workers) {
   ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
   auto slow = pool.submit(sleep_and_return, 10000, 1);
-  std::this_thread::sleep_for(100ms);
+  wait_running(slow);
   auto pids = pool.worker_pids();
   pool.terminate_workers();
   EXPECT_THROW(slow.result(), kettle::BrokenProcessPool);
@@ -396,7 +411,7 @@ TEST(ProcessPoolShutdown, test_terminate_workers) {
 TEST(ProcessPoolShutdown, test_kill_workers) {
   ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
   auto slow = pool.submit(sleep_and_return, 10000, 1);
-  std::this_thread::sleep_for(100ms);
+  wait_running(slow);
   pool.kill_workers();
   EXPECT_THROW(slow.result(), kettle::BrokenProcessPool);
 }
@@ -526,7 +541,7 @@ TEST(ProcessPoolHygiene, helper_child_pool) {
   ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
   auto busy = pool.submit(sleep_and_return, 60000, 1);
   pool.submit(square, 1).result();
-  std::this_thread::sleep_for(100ms);
+  wait_running(busy);
   {
     std::ofstream f(std::string(out) + ".tmp");
     for (int p : pool.worker_pids())
