@@ -272,12 +272,51 @@ Coro<> proc_map_1m() {
   bench::report("proc_map_1m", "ns_per_item_pool", bench::seconds_since(t0) * 1e9 / n);
 }
 
-// 14. A new ProcessPoolExecutor (forkserver) and its first result, in a fresh process.
+// 14. A new ProcessPoolExecutor and its first result, in a fresh process: forkserver (the
+// default), then fork (this process is single-threaded again once that pool is gone).
 Coro<> proc_startup() {
   auto t0 = std::chrono::steady_clock::now();
-  kettle::ProcessPoolExecutor pool;
-  if (co_await pool.submit(trivial, 1) != 1) std::abort();
-  bench::report("proc_startup", "ms_first_result", bench::seconds_since(t0) * 1e3);
+  {
+    kettle::ProcessPoolExecutor pool;
+    if (co_await pool.submit(trivial, 1) != 1) std::abort();
+    bench::report("proc_startup", "ms_first_result", bench::seconds_since(t0) * 1e3);
+  }
+  t0 = std::chrono::steady_clock::now();
+  {
+    kettle::ProcessPoolExecutor pool(
+        kettle::ProcessPoolOptions{.start_method = kettle::StartMethod::fork});
+    if (co_await pool.submit(trivial, 1) != 1) std::abort();
+    bench::report("proc_startup", "ms_first_result_fork", bench::seconds_since(t0) * 1e3);
+  }
+}
+
+// 15. A CPU-bound function on every core at once against the same calls one after another
+// on one worker: speed-up per core (1.0 is perfect).
+std::int64_t spin(std::int64_t n) {
+  std::int64_t s = 0;
+  for (std::int64_t i = 0; i < n; ++i)
+    s += (i * i) ^ (s >> 3);
+  return s;
+}
+
+Coro<> proc_cpu() {
+  constexpr std::int64_t n = 400'000'000;
+  const std::size_t cores = kettle::cpu_count();
+  kettle::ProcessPoolExecutor one(kettle::ProcessPoolOptions{.max_workers = 1});
+  co_await one.submit(spin, 1);
+  auto t0 = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < cores; ++i)
+    co_await one.submit(spin, n);
+  double sequential = bench::seconds_since(t0);
+  kettle::ProcessPoolExecutor all;
+  co_await all.map(spin, std::vector<std::int64_t>(cores * 2, 1));
+  t0 = std::chrono::steady_clock::now();
+  std::vector<kettle::Future<std::int64_t>> fs;
+  for (std::size_t i = 0; i < cores; ++i)
+    fs.push_back(all.submit(spin, n));
+  co_await kettle::gather(fs);
+  double parallel = bench::seconds_since(t0);
+  bench::report("proc_cpu", "speedup_per_core", sequential / parallel / double(cores));
 }
 
 }  // namespace
@@ -300,6 +339,7 @@ int main(int argc, char** argv) {
       {"proc_submit_20k", proc_submit_20k},
       {"proc_map_1m", proc_map_1m},
       {"proc_startup", proc_startup},
+      {"proc_cpu", proc_cpu},
   };
   return bench::main(argc, argv, workloads, [](Workload w) { kettle::run(w()); });
 }

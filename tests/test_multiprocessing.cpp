@@ -186,6 +186,29 @@ TEST(TestPool, test_close_join) {
   EXPECT_EQ(f.result(), 81);
 }
 
+int pool_value = 0;
+void set_pool_value(int v) {
+  pool_value = v;
+}
+int get_pool_value_plus(int x) {
+  return pool_value + x;
+}
+int worker_pid(int) {
+  return static_cast<int>(::getpid());
+}
+
+TEST(TestPool, test_initializer_and_maxtasksperchild) {
+  kettle::Pool pool(kettle::PoolOptions{.processes = 1, .maxtasksperchild = 2}, set_pool_value,
+                    100);
+  EXPECT_EQ(pool.map(get_pool_value_plus, std::vector<int>{1, 2, 3}, 1),
+            (std::vector<int>{101, 102, 103}));  // the replacement worker ran it too
+  kettle::Pool fresh(kettle::PoolOptions{.processes = 1, .maxtasksperchild = 2});
+  std::vector<int> pids = fresh.map(worker_pid, std::vector<int>{0, 0, 0, 0}, 1);
+  EXPECT_EQ(pids[0], pids[1]);
+  EXPECT_NE(pids[1], pids[2]);
+  EXPECT_EQ(pids[2], pids[3]);
+}
+
 TEST(TestPool, test_cpu_count) {
   EXPECT_GE(kettle::cpu_count(), 1u);
 }

@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -272,6 +274,25 @@ TEST(ProcessPoolDeadlock, test_killed_child) {
   int after = pool.submit(get_pid).result();
   EXPECT_NE(after, pid);
   EXPECT_TRUE(wait_gone(pids, 2s));
+}
+
+// A worker killed while idle fails nothing: the tasks sent to it that it never started run
+// on the replacement. (SIGSTOP first, so that the tasks surely reach the dying worker.)
+TEST(ProcessPoolDeadlock, test_idle_worker_killed_loses_nothing) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
+  int pid = pool.submit(get_pid).result();
+  ::kill(pid, SIGSTOP);
+  std::vector<kettle::Future<int>> fs;
+  for (int i = 0; i < 5; ++i)
+    fs.push_back(pool.submit(square, i));
+  auto end = std::chrono::steady_clock::now() + 10s;
+  while (!fs[0].running() && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(1ms);
+  EXPECT_TRUE(fs[0].running());  // sent to the stopped worker
+  ::kill(pid, SIGKILL);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(fs[static_cast<std::size_t>(i)].result(), i * i);
+  EXPECT_NE(pool.submit(get_pid).result(), pid);
 }
 
 TEST(ProcessPoolDeadlock, test_killed_child_break_pool) {
@@ -594,4 +615,98 @@ TEST(ProcessPoolExecutor, test_run_in_executor) {
     co_return x + y;
   };
   EXPECT_EQ(kettle::run(main()), 36 + 49);
+}
+
+namespace {
+kettle::Coro<int> submit_and_await(ProcessPoolExecutor& pool, int x) {
+  co_return co_await pool.submit(sleep_and_return, 1 + x % 3, x);
+}
+}  // namespace
+
+// Stress: four loops on four threads share one pool; a fifth thread SIGKILLs random
+// workers meanwhile. Every task ends exactly once: with its value, or with
+// WorkerCrashedError (at most one per kill), or cancelled (when its awaiting task was).
+TEST(ProcessPoolStress, test_loops_and_killed_workers) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 3});
+  std::atomic<int> ok{0}, crashed{0}, cancelled{0}, wrong{0};
+  std::atomic<bool> done{false};
+  std::atomic<int> kills{0};
+  std::thread killer([&] {
+    unsigned seed = 12345;
+    std::set<int> seen;  // workers of the previous round: started at least 15 ms ago
+    while (!done) {
+      std::this_thread::sleep_for(15ms);
+      std::vector<int> old;
+      for (int p : pool.worker_pids())
+        if (seen.count(p)) old.push_back(p);
+      auto now = pool.worker_pids();
+      seen = std::set<int>(now.begin(), now.end());
+      if (old.empty()) continue;
+      seed = seed * 1103515245 + 12345;
+      int victim = old[(seed >> 8) % old.size()];
+      if (::kill(victim, SIGKILL) == 0) {
+        ++kills;
+        seen.erase(victim);
+      }
+    }
+  });
+  auto loop_main = [&](int id) -> kettle::Coro<> {
+    std::vector<kettle::Task<int>> tasks;
+    for (int i = 0; i < 150; ++i)
+      tasks.push_back(kettle::create_task(submit_and_await(pool, id * 1000 + i)));
+    for (int i = 0; i < 150; i += 7)
+      tasks[static_cast<std::size_t>(i)].cancel();
+    for (int i = 0; i < 150; ++i) {
+      try {
+        int v = co_await tasks[static_cast<std::size_t>(i)];
+        (v == id * 1000 + i ? ok : wrong)++;
+      } catch (const kettle::WorkerCrashedError&) {
+        ++crashed;
+      } catch (const kettle::CancelledError&) {
+        ++cancelled;
+      }
+    }
+  };
+  std::vector<std::thread> loops;
+  for (int id = 0; id < 4; ++id)
+    loops.emplace_back([&, id] {
+      try {
+        kettle::run(loop_main(id));
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "loop " << id << ": " << e.what();
+      }
+    });
+  for (auto& t : loops)
+    t.join();
+  done = true;
+  killer.join();
+  std::printf("ok %d, crashed %d, cancelled %d, workers killed %d\n", ok.load(), crashed.load(),
+              cancelled.load(), kills.load());
+  EXPECT_GT(kills.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(ok + crashed + cancelled, 600);
+  EXPECT_LE(crashed.load(), kills.load());
+  EXPECT_GE(cancelled.load(), 4 * 22);  // the tasks cancelled before they ever ran, at least
+  EXPECT_EQ(pool.submit(square, 12).result(), 144);  // and the pool still works
+}
+
+namespace {
+void crashing_initializer() {
+  std::abort();
+}
+}  // namespace
+
+// Workers that die before they are ready are replaced, but not forever: an initializer that
+// crashes every time breaks the pool with a message that says so.
+TEST(ProcessPoolInit, test_initializer_crash_breaks_pool) {
+  ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1}, crashing_initializer);
+  auto f = pool.submit(square, 2);
+  try {
+    f.result();
+    FAIL() << "no exception";
+  } catch (const kettle::BrokenProcessPool& e) {
+    EXPECT_NE(std::string(e.what()).find("keep dying before they are ready"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("initializer"), std::string::npos) << e.what();
+  }
 }

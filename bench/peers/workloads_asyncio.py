@@ -243,12 +243,38 @@ async def proc_map_1m():
 async def proc_startup():
     import concurrent.futures
     import multiprocessing
-    t0 = time.perf_counter()
-    with concurrent.futures.ProcessPoolExecutor(
-            mp_context=multiprocessing.get_context("forkserver")) as ex:
-        assert ex.submit(trivial, 1).result() == 1
-        report("proc_startup", "ms_first_result", (time.perf_counter() - t0) * 1e3)
+    for method, metric in (("forkserver", "ms_first_result"), ("fork", "ms_first_result_fork")):
+        t0 = time.perf_counter()
+        with concurrent.futures.ProcessPoolExecutor(
+                mp_context=multiprocessing.get_context(method)) as ex:
+            assert ex.submit(trivial, 1).result() == 1
+            report("proc_startup", metric, (time.perf_counter() - t0) * 1e3)
 
+
+def spin(n):
+    s = 0
+    for i in range(n):
+        s += (i * i) ^ (s >> 3)
+    return s
+
+
+async def proc_cpu():
+    import concurrent.futures
+    n = 3_000_000
+    cores = len(os.sched_getaffinity(0))
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as one:
+        one.submit(spin, 1).result()
+        t0 = time.perf_counter()
+        for _ in range(cores):
+            one.submit(spin, n).result()
+        sequential = time.perf_counter() - t0
+    with concurrent.futures.ProcessPoolExecutor(max_workers=cores) as ex:
+        list(ex.map(spin, [1] * (cores * 2)))
+        t0 = time.perf_counter()
+        for f in [ex.submit(spin, n) for _ in range(cores)]:
+            f.result()
+        parallel = time.perf_counter() - t0
+    report("proc_cpu", "speedup_per_core", sequential / parallel / cores)
 
 WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
              "sleep_100k": sleep_100k, "cancel_100k": cancel_100k,
@@ -256,7 +282,7 @@ WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": sw
              "event_pingpong": event_pingpong, "to_thread_20k": to_thread_20k,
              "to_thread_latency": to_thread_latency, "submit_100k": submit_100k,
              "proc_submit_20k": proc_submit_20k, "proc_map_1m": proc_map_1m,
-             "proc_startup": proc_startup}
+             "proc_startup": proc_startup, "proc_cpu": proc_cpu}
 
 
 def main(argv):

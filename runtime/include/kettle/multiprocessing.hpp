@@ -122,18 +122,20 @@ class UnorderedResults {
   std::size_t pos_ = 0;
 };
 
+struct PoolOptions {
+  std::optional<std::size_t> processes = std::nullopt;      // default: cpu_count()
+  std::optional<unsigned> maxtasksperchild = std::nullopt;  // a fresh worker after that many
+  StartMethod start_method = StartMethod::forkserver;
+};
+
 class Pool {
  public:
-  // processes: default cpu_count(); initializer(initargs...) runs first in each worker;
-  // maxtasksperchild: a fresh worker after that many tasks (chunks).
-  explicit Pool(std::optional<std::size_t> processes = std::nullopt,
-                std::optional<unsigned> maxtasksperchild = std::nullopt)
-      : exec_(ProcessPoolOptions{.max_workers = processes,
-                                 .max_tasks_per_child = maxtasksperchild}) {}
+  explicit Pool(PoolOptions options = {}) : exec_(executor_options(options)) {}
+  explicit Pool(std::size_t processes) : Pool(PoolOptions{.processes = processes}) {}
+  // initializer(initargs...) runs first in every worker (Pool(initializer=, initargs=)).
   template <class F, class... Args>
-  Pool(std::optional<std::size_t> processes, F initializer, Args&&... initargs)
-      : exec_(ProcessPoolOptions{.max_workers = processes}, initializer,
-              std::forward<Args>(initargs)...) {}
+  Pool(PoolOptions options, F initializer, Args&&... initargs)
+      : exec_(executor_options(options), initializer, std::forward<Args>(initargs)...) {}
   ~Pool() { exec_.shutdown(true, true); }  // as leaving `with Pool() as pool:`: terminate
 
   // Blocking, in input order. chunksize: default len / (4 x processes), rounded up.
@@ -181,6 +183,11 @@ class Pool {
     std::size_t per = processes() * 4;
     std::size_t c = n / per + (n % per ? 1 : 0);
     return c ? c : 1;
+  }
+  static ProcessPoolOptions executor_options(const PoolOptions& o) {
+    return ProcessPoolOptions{.max_workers = o.processes,
+                              .start_method = o.start_method,
+                              .max_tasks_per_child = o.maxtasksperchild};
   }
   ProcessPoolExecutor exec_;
 };

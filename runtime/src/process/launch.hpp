@@ -7,20 +7,23 @@
 namespace kettle::detail::proc {
 
 // Runs this program again (/proc/self/exe) as `role` ("worker" or "forkserver") with `fd`
-// as its fd 3. Returns the pid; throws RuntimeError if it cannot start.
-int spawn_self(const char* role, int fd);
+// as its fd 3 (and `fd4`, if not -1, as its fd 4). Returns the pid; throws RuntimeError if it
+// cannot start.
+int spawn_self(const char* role, int fd, int fd4 = -1);
 // Forks a fork server from this (single-threaded) process, serving on `fd`. Returns its pid.
 int fork_server(int fd);
 
-// What a worker or a fork server runs. Never return.
-[[noreturn]] void run_worker(int fd);
+// What a worker or a fork server runs. Never return. A worker talks on fd 3 and records in
+// the shared word mapped from fd 4 (its progress slot) the id of each task as it starts it,
+// so that the parent knows, if the worker dies, whether the task it sent last had started.
+[[noreturn]] void run_worker();
 [[noreturn]] void run_server(int fd);
 // Called by the wrapped main when KETTLE_PROCESS_ROLE is set.
 [[noreturn]] void run_role(const char* role);
 void note_main_wrapped() noexcept;
 
-// Sends one seqpacket record, with `fd` attached if it is not -1. Returns false on error.
-bool send_record(int sock, const std::string& bytes, int fd = -1) noexcept;
+// Sends one seqpacket record, with the fds that are not -1 attached. Returns false on error.
+bool send_record(int sock, const std::string& bytes, int fd = -1, int fd2 = -1) noexcept;
 // "killed by signal 9 (SIGKILL)", "exited with status 3".
 std::string describe_status(int status);
 

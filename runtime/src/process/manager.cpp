@@ -5,6 +5,7 @@
 // not reap processes that belong to the rest of the program.
 #include <dirent.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -49,6 +50,13 @@ struct ServerLink {
 struct Worker {
   Worker(std::shared_ptr<PoolCore> p, asio::io_context& io)
       : pool(std::move(p)), sock(io), pidfd(io) {}
+  ~Worker() {
+    if (progress) ::munmap(progress, sizeof(std::uint64_t));
+  }
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  // The id of the last task the worker started (a word shared with it).
+  std::atomic<std::uint64_t>* progress = nullptr;
   std::shared_ptr<PoolCore> pool;  // cleared when the worker is gone
   std::shared_ptr<ServerLink> server;
   int pid = 0;
@@ -435,29 +443,35 @@ void PoolCore::start_worker() {
     throw RuntimeError(std::string("socketpair failed: ") + std::strerror(errno));
   auto w = std::make_unique<Worker>(shared_from_this(), m.io);
   w->sock.assign(asio::local::stream_protocol(), sv[0]);
-  if (server_) {
-    if (server_->dead) {
-      ::close(sv[1]);
-      throw RuntimeError("the fork server has exited");
+  int slot = ::memfd_create("kettle-worker-progress", MFD_CLOEXEC);
+  if (slot < 0 || ::ftruncate(slot, sizeof(std::uint64_t)) != 0) {
+    int e = errno;
+    if (slot >= 0) ::close(slot);
+    ::close(sv[1]);
+    throw RuntimeError(std::string("memfd_create failed: ") + std::strerror(e));
+  }
+  void* p = ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, slot, 0);
+  if (p != MAP_FAILED) w->progress = static_cast<std::atomic<std::uint64_t>*>(p);
+  struct Close {  // the worker's ends, once handed over
+    int a, b;
+    ~Close() {
+      ::close(a);
+      ::close(b);
     }
+  } close_after{sv[1], slot};
+  if (server_) {
+    if (server_->dead) throw RuntimeError("the fork server has exited");
     std::uint64_t req = server_->next_req++;
     std::string rec;
     Writer wr(rec);
     wr.u8(static_cast<std::uint8_t>(MessageKind::fork));
     wr.u64(req);
-    bool ok = send_record(server_->fd, rec, sv[1]);
-    ::close(sv[1]);
-    if (!ok) throw RuntimeError("the fork server does not answer");
+    if (!send_record(server_->fd, rec, sv[1], slot))
+      throw RuntimeError("the fork server does not answer");
     w->server = server_;
     server_->forking[req] = w.get();
   } else {
-    try {
-      w->pid = spawn_self("worker", sv[1]);
-    } catch (...) {
-      ::close(sv[1]);
-      throw;
-    }
-    ::close(sv[1]);
+    w->pid = spawn_self("worker", sv[1], slot);
     pids_.push_back(w->pid);
     watch_pid(w.get());
   }
@@ -546,6 +560,7 @@ void PoolCore::worker_message(Worker& w, MessageKind kind, Reader& r, Failures& 
   switch (kind) {
     case MessageKind::ready:
       w.ready = true;
+      startup_deaths_ = 0;
       return;
     case MessageKind::init_failed: {
       r.u64();
@@ -631,9 +646,14 @@ void PoolCore::worker_gone(Worker& w) noexcept {
                          "'s workers were terminated (terminate_workers or kill_workers)",
                      fails);
       } else if (!w.ready) {
-        break_locked("kettle: worker process " + pid + " " + how + " while starting" +
-                         (config_.init_frame.empty() ? "" : " (in the initializer)"),
-                     fails);
+        // Killed while starting, it is simply replaced (it had no task yet); but workers that
+        // keep dying before they are ready (an initializer that crashes, a broken
+        // executable) break the pool rather than being restarted forever.
+        if (++startup_deaths_ >= 5)
+          break_locked("kettle: worker processes keep dying before they are ready (the last, " +
+                           pid + ", " + how +
+                           (config_.init_frame.empty() ? "" : " in the initializer") + ")",
+                       fails);
       } else if (config_.policy == CrashPolicy::break_pool) {
         break_locked("kettle: a process in the " + config_.kind +
                          " was terminated abruptly while the future was running or pending "
@@ -641,12 +661,20 @@ void PoolCore::worker_gone(Worker& w) noexcept {
                          pid + " " + how + ")",
                      fails);
       } else if (!w.inflight.empty()) {
-        fails.emplace_back(std::move(w.inflight.front().second.completer),
-                           std::make_exception_ptr(WorkerCrashedError(
-                               "kettle: worker process " + pid + " " + how +
-                                   " while running this task; the pool replaced it",
-                               w.pid, w.status)));
-        w.inflight.pop_front();
+        // The task it was running, if it had started the oldest one it was sent (a worker
+        // that died idle had not: what was sent to it then runs elsewhere, unharmed).
+        std::uint64_t started =
+            w.progress ? w.progress->load(std::memory_order_acquire) : w.inflight.front().first;
+        // (A task that every worker dies before starting, say because reading it kills
+        // them, fails after three tries rather than killing workers forever.)
+        if (w.inflight.front().first <= started || ++w.inflight.front().second.deaths >= 3) {
+          fails.emplace_back(std::move(w.inflight.front().second.completer),
+                             std::make_exception_ptr(WorkerCrashedError(
+                                 "kettle: worker process " + pid + " " + how +
+                                     " while running this task; the pool replaced it",
+                                 w.pid, w.status)));
+          w.inflight.pop_front();
+        }
         // The tasks sent after it never started: run them elsewhere, first.
         while (!w.inflight.empty()) {
           pending_.push_front(std::move(w.inflight.back().second));

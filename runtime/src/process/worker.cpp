@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -13,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -121,11 +124,11 @@ std::string describe_status(int status) {
 }
 
 // The worker: reads frames from fd 3, runs them in order, replies in order.
-void run_worker(int fd) {
-  if (fd != 3) {
-    ::dup2(fd, 3);
-    ::close(fd);
-  }
+void run_worker() {
+  std::atomic<std::uint64_t>* progress = nullptr;
+  void* slot = ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, 4, 0);
+  if (slot != MAP_FAILED) progress = static_cast<std::atomic<std::uint64_t>*>(slot);
+  ::close(4);
   std::string in;
   std::string out;
   std::size_t pos = 0;
@@ -160,6 +163,11 @@ void run_worker(int fd) {
       // Every earlier reply leaves before the next task starts: if this one kills the
       // process, the parent knows which task did it and loses no finished result.
       if (!out.empty()) flush();
+      if (progress && r.left() >= sizeof(std::uint64_t)) {
+        std::uint64_t id;
+        std::memcpy(&id, r.data(), sizeof id);
+        progress->store(id, std::memory_order_release);
+      }
       run_call(r, kind, out);
     }
     flush();
@@ -176,20 +184,22 @@ void run_worker(int fd) {
   }
 }
 
-bool send_record(int sock, const std::string& bytes, int fd) noexcept {
+bool send_record(int sock, const std::string& bytes, int fd, int fd2) noexcept {
   iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  if (fd >= 0) {
+  int fds[2] = {fd, fd2};
+  int n = fd2 >= 0 ? 2 : fd >= 0 ? 1 : 0;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof fds)];
+  if (n > 0) {
     msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    c->cmsg_len = CMSG_LEN(n * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds, n * sizeof(int));
   }
   for (;;) {
     if (::sendmsg(sock, &msg, MSG_NOSIGNAL) >= 0) return true;
@@ -243,7 +253,7 @@ void run_server(int fd) {
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
     ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
@@ -253,10 +263,12 @@ void run_server(int fd) {
         ::kill(c, SIGKILL);
       ::_exit(0);
     }
-    int wfd = -1;
+    int fds[2] = {-1, -1};  // the worker's socket and its progress slot
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-        std::memcpy(&wfd, CMSG_DATA(c), sizeof wfd);
+        std::memcpy(fds, CMSG_DATA(c),
+                    std::min<std::size_t>(sizeof fds, c->cmsg_len - CMSG_LEN(0)));
+    int wfd = fds[0];
     Reader r(buf, static_cast<std::size_t>(n));
     if (static_cast<MessageKind>(r.u8()) != MessageKind::fork || wfd < 0) ::_exit(2);
     std::uint64_t req = r.u64();
@@ -266,11 +278,13 @@ void run_server(int fd) {
       ::close(fd);
       ::sigprocmask(SIG_SETMASK, &old, nullptr);
       ::dup2(wfd, 3);
-      close_from(4);
+      ::dup2(fds[1], 4);
+      close_from(5);
       die_with_parent(self);
-      run_worker(3);
+      run_worker();
     }
     ::close(wfd);
+    ::close(fds[1]);
     if (pid > 0) children.insert(pid);
     std::string rec;
     Writer w(rec);
@@ -281,13 +295,20 @@ void run_server(int fd) {
   }
 }
 
-int spawn_self(const char* role, int fd) {
-  // Move fd out of the way of 3 first: dup2 onto itself would keep its close-on-exec flag.
+int spawn_self(const char* role, int fd, int fd4) {
+  // Move the fds out of the way of 3 and 4 first: dup2 onto itself would keep its
+  // close-on-exec flag.
   int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 100);
-  if (high < 0) throw RuntimeError(std::string("kettle: fcntl failed: ") + std::strerror(errno));
+  int high4 = fd4 >= 0 ? ::fcntl(fd4, F_DUPFD_CLOEXEC, 100) : -1;
+  if (high < 0 || (fd4 >= 0 && high4 < 0)) {
+    int e = errno;
+    if (high >= 0) ::close(high);
+    throw RuntimeError(std::string("kettle: fcntl failed: ") + std::strerror(e));
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, high, 3);
+  if (high4 >= 0) posix_spawn_file_actions_adddup2(&fa, high4, 4);
   std::vector<std::string> env_store;
   std::vector<char*> env;
   for (char** e = environ; *e; ++e)
@@ -305,6 +326,7 @@ int spawn_self(const char* role, int fd) {
   int rc = ::posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv, env.data());
   posix_spawn_file_actions_destroy(&fa);
   ::close(high);
+  if (high4 >= 0) ::close(high4);
   if (rc != 0)
     throw RuntimeError(std::string("kettle: cannot start a ") + role +
                        " process (posix_spawn of /proc/self/exe): " + std::strerror(rc));
@@ -330,10 +352,10 @@ void run_role(const char* role) {
   pid_t ppid = parent ? static_cast<pid_t>(std::atoi(parent)) : ::getppid();
   ::unsetenv("KETTLE_PROCESS_ROLE");
   ::unsetenv("KETTLE_PARENT_PID");
-  close_from(4);
+  close_from(r == "worker" ? 5 : 4);
   if (r == "worker") {
     die_with_parent(ppid);
-    run_worker(3);
+    run_worker();
   }
   if (r == "forkserver") {
     // Not tied to the thread that started it: it leaves when its socket closes.

@@ -1,6 +1,6 @@
 // Internal: the worker machinery shared by ProcessPoolExecutor, Pool and Process.
 //
-// One manager thread per program (started on first use) owns every worker's socket and
+// One manager thread per program (running while any pool exists) owns every worker's socket and
 // pidfd in its own io_context, dispatches tasks and completes their futures. A PoolCore is
 // one pool's state: its pending tasks (any thread may submit) and its workers (the manager
 // thread's). Workers are started lazily, up to max_workers, by the pool's start method.
@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +37,7 @@ struct Task {
   std::string frame;  // a whole task frame; the manager writes the id in it
   std::unique_ptr<Completer> completer;
   bool started = false;  // sent to a worker once (and requeued when that worker died)
+  unsigned deaths = 0;   // workers that died with it sent but not started
 };
 
 struct PoolConfig {
@@ -107,7 +107,8 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   // The manager thread's (the vector itself is also read under mutex_):
   std::vector<std::unique_ptr<Worker>> workers_;
   std::uint64_t next_id_ = 1;
-  double task_us_ = 1e18;  // a moving average of how long a task takes (µs); unknown: long
+  unsigned startup_deaths_ = 0;  // workers in a row that died before they were ready
+  double task_us_ = 1e18;        // a moving average of how long a task takes (µs); unknown: long
   std::shared_ptr<ServerLink> server_;
 };
 
