@@ -710,3 +710,31 @@ TEST(ProcessPoolInit, test_initializer_crash_breaks_pool) {
     EXPECT_NE(std::string(e.what()).find("initializer"), std::string::npos) << e.what();
   }
 }
+
+namespace {
+// The descriptors a worker holds beyond stdin/out/err and its socket (fd 3).
+std::vector<std::string> extra_fds(int) {
+  std::vector<std::string> out;
+  std::filesystem::path self = "/proc/self/fd";
+  for (const auto& e : std::filesystem::directory_iterator(self)) {
+    int fd = std::stoi(e.path().filename().string());
+    if (fd <= 3) continue;
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (ec) continue;  // the directory iterator's own descriptor, already closed
+    if (target.string().rfind("/proc/", 0) == 0) continue;  // the iterator's, still open
+    out.push_back(std::to_string(fd) + " -> " + target.string());
+  }
+  return out;
+}
+}  // namespace
+
+// No worker inherits another worker's descriptors (or any of the parent's).
+TEST(ProcessPoolHygiene, test_workers_inherit_no_descriptors) {
+  for (StartMethod m : {StartMethod::forkserver, StartMethod::spawn}) {
+    ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 3, .start_method = m});
+    auto all = pool.map(extra_fds, std::vector<int>{0, 1, 2, 3, 4, 5}).get();
+    for (const auto& fds : all)
+      EXPECT_TRUE(fds.empty()) << fds.front();
+  }
+}
