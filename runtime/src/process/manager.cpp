@@ -76,6 +76,25 @@ struct Worker {
 
 namespace {
 
+// Starts a fork server with `launch` (spawn_self or fork_server) on one end of a new
+// seqpacket pair; the link holds the other end.
+template <class Launch>
+std::shared_ptr<ServerLink> start_server(asio::io_context& io, Launch launch) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    throw RuntimeError(std::string("kettle: socketpair failed: ") + std::strerror(errno));
+  int pid;
+  try {
+    pid = launch(sv[1]);
+  } catch (...) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    throw;
+  }
+  ::close(sv[1]);
+  return std::make_shared<ServerLink>(io, sv[0], pid);
+}
+
 class Manager {
  public:
   static Manager& instance() {
@@ -116,19 +135,7 @@ class Manager {
   std::shared_ptr<ServerLink> forkserver() {
     std::lock_guard lock(mutex_);
     if (server_ && !server_->dead) return server_;
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-      throw RuntimeError(std::string("kettle: socketpair failed: ") + std::strerror(errno));
-    int pid;
-    try {
-      pid = spawn_self("forkserver", sv[1]);
-    } catch (...) {
-      ::close(sv[0]);
-      ::close(sv[1]);
-      throw;
-    }
-    ::close(sv[1]);
-    server_ = std::make_shared<ServerLink>(io, sv[0], pid);
+    server_ = start_server(io, [](int fd) { return spawn_self("forkserver", fd); });
     return server_;
   }
 
@@ -256,19 +263,7 @@ void PoolCore::start() {
           std::to_string(n) +
           " threads (forking it could deadlock the workers); use "
           "StartMethod::forkserver (the default) or StartMethod::spawn");
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-      throw RuntimeError(std::string("kettle: socketpair failed: ") + std::strerror(errno));
-    int pid;
-    try {
-      pid = fork_server(sv[1]);
-    } catch (...) {
-      ::close(sv[0]);
-      ::close(sv[1]);
-      throw;
-    }
-    ::close(sv[1]);
-    server_ = std::make_shared<ServerLink>(m.io, sv[0], pid);
+    server_ = start_server(m.io, fork_server);
   } else if (!main_is_wrapped()) {
     throw RuntimeError(
         "kettle: the spawn and forkserver start methods run this program again as a worker, "
@@ -295,33 +290,30 @@ void PoolCore::release() noexcept {
   retained_ = false;
 }
 
-void PoolCore::submit(Task task) {
+template <class Push>
+void PoolCore::enqueue(Push push) {
   {
     std::lock_guard lock(mutex_);
     if (shutdown_)
       throw RuntimeError("kettle: cannot schedule new futures after shutdown (" + config_.kind +
                          ")");
     if (!broken_.empty()) throw BrokenProcessPool(broken_);
-    pending_.push_back(std::move(task));
+    push();
     if (dispatch_posted_) return;
     dispatch_posted_ = true;
   }
   post_dispatch();
 }
 
+void PoolCore::submit(Task task) {
+  enqueue([&] { pending_.push_back(std::move(task)); });
+}
+
 void PoolCore::submit_all(std::vector<Task> tasks) {
-  {
-    std::lock_guard lock(mutex_);
-    if (shutdown_)
-      throw RuntimeError("kettle: cannot schedule new futures after shutdown (" + config_.kind +
-                         ")");
-    if (!broken_.empty()) throw BrokenProcessPool(broken_);
+  enqueue([&] {
     for (Task& t : tasks)
       pending_.push_back(std::move(t));
-    if (dispatch_posted_) return;
-    dispatch_posted_ = true;
-  }
-  post_dispatch();
+  });
 }
 
 void PoolCore::post_dispatch() {

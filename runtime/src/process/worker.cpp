@@ -346,7 +346,6 @@ int fork_server(int fd) {
 }
 
 void run_role(const char* role) {
-  main_wrapped = true;
   std::string r = role;
   const char* parent = std::getenv("KETTLE_PARENT_PID");
   pid_t ppid = parent ? static_cast<pid_t>(std::atoi(parent)) : ::getppid();

@@ -170,16 +170,23 @@ void write_args(OutArchive& oa, Args&&... args) {
   }
   (std::index_sequence_for<Args...>{});
 }
+// A whole one-call frame: call_frame, the arguments, the length.
 template <class Fp, class... Args>
-void write_args(std::string& out, Args&&... args) {
-  OutArchive oa(out);
-  write_args<Fp>(oa, std::forward<Args>(args)...);
+std::string call_frame_with(MessageKind kind, Fp fn, Args&&... args) {
+  std::string out = call_frame(kind, fn, 1);
+  {
+    OutArchive oa(out);
+    write_args<Fp>(oa, std::forward<Args>(args)...);
+  }
+  end_frame(out, 0);
+  return out;
 }
 
-template <class R>
+// Completes a Future<T> with what read(Reader&) makes of a worker's reply.
+template <class T, class Read>
 class FutureCompleter final : public Completer {
  public:
-  explicit FutureCompleter(Future<R> f) noexcept : f_(std::move(f)) {}
+  FutureCompleter(Future<T> f, Read read) noexcept : f_(std::move(f)), read_(std::move(read)) {}
   bool start() noexcept override {
     try {
       return f_.set_running_or_notify_cancel();
@@ -189,15 +196,11 @@ class FutureCompleter final : public Completer {
   }
   void succeed(Reader& in) noexcept override {
     try {
-      if constexpr (std::is_void_v<R>) {
+      if constexpr (std::is_void_v<T>) {
+        read_(in);
         f_.set_result();
       } else {
-        R r{};
-        {
-          InArchive ia(in);
-          ia(r);
-        }
-        f_.set_result(std::move(r));
+        f_.set_result(read_(in));
       }
     } catch (...) {
       fail(std::current_exception());
@@ -212,48 +215,44 @@ class FutureCompleter final : public Completer {
   void cancel() noexcept override { f_.cancel(); }
 
  private:
-  Future<R> f_;
+  Future<T> f_;
+  Read read_;
 };
+
+template <class T, class Read>
+std::unique_ptr<Completer> completer(Future<T> f, Read read) {
+  return std::make_unique<FutureCompleter<T, Read>>(std::move(f), std::move(read));
+}
+
+// One call's result.
+template <class R>
+std::unique_ptr<Completer> result_completer(Future<R> f) {
+  return completer(std::move(f), [](Reader& in) {
+    if constexpr (std::is_void_v<R>) {
+      return;
+    } else {
+      R r{};
+      InArchive ia(in);
+      ia(r);
+      return r;
+    }
+  });
+}
 
 // One chunk of a map(): count results, read into one vector.
 template <class R>
-class ChunkCompleter final : public Completer {
- public:
-  using V = map_value_t<R>;
-  ChunkCompleter(Future<std::vector<V>> f, std::uint32_t count) noexcept
-      : f_(std::move(f)), count_(count) {}
-  bool start() noexcept override {
-    try {
-      return f_.set_running_or_notify_cancel();
-    } catch (...) {
-      return false;
+std::unique_ptr<Completer> chunk_completer(Future<std::vector<map_value_t<R>>> f,
+                                           std::uint32_t count) {
+  return completer(std::move(f), [count](Reader& in) {
+    std::vector<map_value_t<R>> out(count);
+    if constexpr (!std::is_void_v<R>) {
+      InArchive ia(in);
+      for (auto& v : out)
+        ia(v);
     }
-  }
-  void succeed(Reader& in) noexcept override {
-    try {
-      std::vector<V> out(count_);
-      if constexpr (!std::is_void_v<R>) {
-        InArchive ia(in);
-        for (V& v : out)
-          ia(v);
-      }
-      f_.set_result(std::move(out));
-    } catch (...) {
-      fail(std::current_exception());
-    }
-  }
-  void fail(std::exception_ptr e) noexcept override {
-    try {
-      f_.set_exception(e);
-    } catch (...) {
-    }
-  }
-  void cancel() noexcept override { f_.cancel(); }
-
- private:
-  Future<std::vector<V>> f_;
-  std::uint32_t count_;
-};
+    return out;
+  });
+}
 
 }  // namespace detail::proc
 
@@ -344,10 +343,8 @@ ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolOptions options, F initializ
   static_assert(T::all_serializable,
                 "kettle: an initializer parameter type cannot be serialized with cereal: give "
                 "it a serialize(Archive&) function (or use standard types)");
-  std::string frame = detail::proc::call_frame(detail::proc::MessageKind::init, fp, 1);
-  detail::proc::write_args<Fp>(frame, std::forward<Args>(initargs)...);
-  detail::proc::end_frame(frame, 0);
-  init(options, std::move(frame));
+  init(options, detail::proc::call_frame_with(detail::proc::MessageKind::init, fp,
+                                              std::forward<Args>(initargs)...));
 }
 
 template <class F, class... Args>
@@ -367,14 +364,13 @@ auto ProcessPoolExecutor::submit(F fn, Args&&... args) {
   Future<R> f;
   detail::proc::Task task;
   try {
-    task.frame = detail::proc::call_frame(detail::proc::MessageKind::task, fp, 1);
-    detail::proc::write_args<Fp>(task.frame, std::forward<Args>(args)...);
-    detail::proc::end_frame(task.frame, 0);
+    task.frame = detail::proc::call_frame_with(detail::proc::MessageKind::task, fp,
+                                               std::forward<Args>(args)...);
   } catch (...) {  // as Python's test_error_at_task_pickle: the future carries it
     f.set_exception(std::current_exception());
     return f;
   }
-  task.completer = std::make_unique<detail::proc::FutureCompleter<R>>(f);
+  task.completer = detail::proc::result_completer(f);
   core_->submit(std::move(task));
   return f;
 }
@@ -418,7 +414,7 @@ auto ProcessPoolExecutor::map_impl(F fn, Range&& range, std::size_t chunksize) {
     }
     std::memcpy(task.frame.data() + 4 + 1 + 8, &n, sizeof n);  // the count
     detail::proc::end_frame(task.frame, 0);
-    task.completer = std::make_unique<detail::proc::ChunkCompleter<R>>(f, n);
+    task.completer = detail::proc::chunk_completer<R>(f, n);
     futures.push_back(std::move(f));
     tasks.push_back(std::move(task));
   }

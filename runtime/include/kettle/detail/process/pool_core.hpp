@@ -83,6 +83,8 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
 
  private:
   using Failures = std::vector<std::pair<std::unique_ptr<Completer>, std::exception_ptr>>;
+  template <class Push>
+  void enqueue(Push push);  // push() adds to pending_, unless the pool is shut down or broken
   void start_worker();
   void read_more(Worker* w);
   void flush(Worker* w);

@@ -69,7 +69,6 @@ class Writer {
     out_.append(s.data(), s.size());
   }
   void raw(const void* p, std::size_t n) { out_.append(static_cast<const char*>(p), n); }
-  std::string& buffer() noexcept { return out_; }
 
  private:
   std::string& out_;
@@ -221,13 +220,6 @@ void trampoline(const void* fnp, Reader& in, std::uint32_t count, std::string& o
 // what(), the pid.
 void write_error(Writer& w, std::exception_ptr e, int pid);
 std::exception_ptr read_error(Reader& r);
-
-// The frame for a call: kind, [id], count, trampoline, fn, then the arguments.
-template <class R, class... Params>
-struct CallSignature {
-  using fn_type = R (*)(Params...);
-  static constexpr Trampoline tramp = &trampoline<R, Params...>;
-};
 
 // Starts a frame (its length is filled in by end_frame).
 inline std::size_t begin_frame(std::string& out, MessageKind kind) {
