@@ -4,11 +4,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <asio/post.hpp>
+#include <asio/thread_pool.hpp>
 #include <kettle/kettle.hpp>
 
 using namespace std::chrono_literals;
@@ -353,4 +358,167 @@ TEST(EventLoop, test_million_timers) {
   loop.run_forever();
   EXPECT_EQ(fired, kTimers);
   EXPECT_TRUE(ordered);
+}
+
+// call_soon_threadsafe and call_soon share one FIFO: a post from the loop's own thread is
+// not held back until the loop next polls for I/O.
+TEST(EventLoop, test_call_soon_threadsafe_keeps_fifo_with_call_soon) {
+  EventLoop loop;
+  std::vector<std::string> order;
+  loop.call_soon_threadsafe([&] { order.push_back("A"); });
+  loop.call_soon([&] { order.push_back("B"); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(order, (std::vector<std::string>{"A", "B"}));
+
+  order.clear();
+  auto body = [&]() -> Coro<> {
+    loop.call_soon_threadsafe([&] { order.push_back("A"); });
+    loop.call_soon([&] { order.push_back("B"); });
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+  };
+  loop.run_until_complete(body());
+  EXPECT_EQ(order, (std::vector<std::string>{"A", "B"}));
+}
+
+// A busy loop (something always ready) still runs posts from other threads at once, in
+// the order each thread posted them, and stop() + close() never drops one posted earlier.
+TEST(EventLoop, test_call_soon_threadsafe_from_other_thread_while_busy) {
+  EventLoop loop;
+  std::vector<int> seen;
+  std::atomic<bool> posted{false};
+  std::thread other([&] {
+    for (int i = 0; i < 100; ++i)
+      loop.call_soon_threadsafe([&seen, i] { seen.push_back(i); });
+    posted = true;
+  });
+  // Keep the ready queue non-empty until every post has run.
+  std::function<void()> spin = [&] {
+    if (posted && seen.size() == 100)
+      loop.stop();
+    else
+      loop.call_soon(spin);
+  };
+  loop.call_soon(spin);
+  loop.run_forever();
+  other.join();
+  ASSERT_EQ(seen.size(), 100u);
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(seen[i], i);
+  // Posted, then stopped: the post runs in the last iteration, as asyncio's does.
+  bool ran = false;
+  std::thread([&] { loop.call_soon_threadsafe([&] { ran = true; }); }).join();
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_TRUE(ran);
+  loop.close();
+  EXPECT_THROW(loop.call_soon_threadsafe([] {}), kettle::RuntimeError);
+}
+
+// A coroutine awaits a Future; the loop stops and closes; then another thread completes the
+// future. The completion must find the gate shut, not a freed task (this was a
+// use-after-free in ~io_context).
+TEST(EventLoop, test_future_completed_after_loop_closed) {
+  kettle::Future<int> f;
+  auto waiter = [](kettle::Future<int> f) -> Coro<int> { co_return co_await f; };
+  {
+    EventLoop loop;
+    loop.set_exception_handler([](EventLoop&, const kettle::ExceptionContext&) {});
+    kettle::Task<int> t;
+    auto start = [&]() -> Coro<> {
+      t = kettle::create_task(waiter(f));
+      co_await kettle::sleep(0);
+    };
+    loop.run_until_complete(start());
+    EXPECT_FALSE(t.done());
+    loop.close();
+    std::thread([&] { f.set_result(7); }).join();  // nobody waits any more
+  }
+  // Completed between stop and close, from another thread: the post is dropped by close().
+  kettle::Future<int> g;
+  {
+    EventLoop loop;
+    loop.set_exception_handler([](EventLoop&, const kettle::ExceptionContext&) {});
+    auto start = [&]() -> Coro<> {
+      (void)kettle::create_task(waiter(g));
+      co_await kettle::sleep(0);
+    };
+    loop.run_until_complete(start());
+    std::thread([&] { g.set_result(8); }).join();
+    loop.close();
+  }
+  EXPECT_EQ(g.result(), 8);
+}
+
+// to_thread work that finishes after its loop closed early; an Asio operation completing on
+// another thread after the loop closed.
+TEST(EventLoop, test_late_completions_after_close) {
+  std::atomic<bool> release{false};
+  auto slow = [&release] {
+    while (!release)
+      std::this_thread::sleep_for(1ms);
+    return 3;
+  };
+  asio::thread_pool other(1);
+  std::atomic<bool> hop_started{false};
+  {
+    EventLoop loop;
+    loop.set_exception_handler([](EventLoop&, const kettle::ExceptionContext&) {});
+    auto waits = [&]() -> Coro<int> { co_return co_await kettle::to_thread(slow); };
+    auto hops = [&]() -> Coro<> {
+      // Runs on `other` once posted; completes there, long after the loop closed.
+      asio::post(other, [&] {
+        hop_started = true;
+        while (!release)
+          std::this_thread::sleep_for(1ms);
+      });
+      co_await asio::post(other, kettle::use_coro);
+    };
+    auto start = [&]() -> Coro<> {
+      (void)kettle::create_task(waits());
+      (void)kettle::create_task(hops());
+      co_await kettle::sleep(10ms);
+    };
+    loop.run_until_complete(start());
+    std::thread([&] {
+      while (!hop_started)
+        std::this_thread::sleep_for(1ms);
+      release = true;
+    }).detach();
+    loop.close();  // the default executor is joined when the loop is destroyed
+  }
+  other.join();
+}
+
+TEST(EventLoop, test_run_until_complete_loop) {
+  EventLoop loop;
+  kettle::Task<int> t;
+  auto make = [&]() -> Coro<> {
+    t = kettle::create_task([]() -> Coro<int> { co_return 1; }());
+    co_return;
+  };
+  loop.run_until_complete(make());
+  EventLoop other;
+  EXPECT_THROW(other.run_until_complete(t), kettle::ValueError);
+  EXPECT_EQ(loop.run_until_complete(t), 1);
+}
+
+// Huge delays mean never (they overflowed and fired at once); NaN is ValueError.
+TEST(EventLoop, test_call_later_huge_and_nan_delays) {
+  EventLoop loop;
+  int fired = 0;
+  loop.call_later(1e20, [&] { ++fired; });
+  loop.call_later(std::chrono::hours::max(), [&] { ++fired; });
+  loop.call_later(std::chrono::duration<double>(1e300), [&] { ++fired; });
+  loop.call_at(loop.time() + 1e20, [&] { ++fired; });
+  loop.call_at(EventLoop::clock::time_point::max(), [&] { ++fired; });
+  loop.call_later(-1e20, [&] { ++fired; });  // long ago: at once
+  EXPECT_THROW(loop.call_later(std::nan(""), [] {}), kettle::ValueError);
+  EXPECT_THROW(loop.call_at(std::nan(""), [] {}), kettle::ValueError);
+  EXPECT_THROW(loop.call_later(std::chrono::duration<double>(std::nan("")), [] {}),
+               kettle::ValueError);
+  loop.call_later(20ms, [&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(fired, 1);
 }

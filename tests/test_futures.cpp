@@ -1,8 +1,10 @@
 // kettle::Future. Names follow CPython's test_futures.py and test_concurrent_futures/.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -174,4 +176,209 @@ TEST(Futures, test_move_only_value) {
     std::unique_ptr<int> p = co_await std::move(f);
     EXPECT_EQ(*p, 3);
   }());
+}
+
+// Durations saturate: a timeout of 1e300 seconds or hours::max() means no timeout (it used
+// to overflow and expire at once); NaN is ValueError.
+TEST(Futures, test_result_huge_and_nan_timeouts) {
+  Future<int> f;
+  std::thread t([f] {
+    std::this_thread::sleep_for(20ms);
+    f.set_result(1);
+  });
+  EXPECT_EQ(f.result(std::chrono::duration<double>(1e300)), 1);
+  t.join();
+  Future<int> g;
+  std::thread u([g] {
+    std::this_thread::sleep_for(20ms);
+    g.set_result(2);
+  });
+  EXPECT_EQ(g.result(std::chrono::hours::max()), 2);
+  u.join();
+  Future<int> h;
+  EXPECT_THROW(h.result(std::chrono::duration<double>(std::nan(""))), kettle::ValueError);
+  EXPECT_THROW(h.exception(std::chrono::duration<double>(std::nan(""))), kettle::ValueError);
+  EXPECT_THROW(h.result(-5s), kettle::TimeoutError);  // negative: poll
+}
+
+// A Future whose exception nobody retrieved is reported, as asyncio.Future is, to the
+// handler of the loop it was made on.
+TEST(Futures, test_exception_never_retrieved_is_reported) {
+  std::vector<std::string> seen;
+  kettle::RunOptions options;
+  options.exception_handler = [&](kettle::EventLoop&, const kettle::ExceptionContext& c) {
+    seen.push_back(c.message + ": " + kettle::describe(c.exception));
+  };
+  kettle::run(
+      [&]() -> Coro<> {
+        {
+          Future<int> f;  // dropped on the loop's thread
+          f.set_exception(std::make_exception_ptr(std::runtime_error("lost here")));
+        }
+        EXPECT_EQ(seen.size(), 1u);
+        {
+          Future<int> f;  // looked at: not reported
+          f.set_exception(std::make_exception_ptr(std::runtime_error("seen")));
+          EXPECT_THROW(co_await f, std::runtime_error);
+        }
+        {
+          Future<int> f;  // cancelled: not reported
+          f.cancel();
+        }
+        // Dropped last by a worker thread: reported on the loop all the same.
+        auto fails = []() -> int { throw std::logic_error("lost in a thread"); };
+        (void)kettle::to_thread(fails);
+        for (int i = 0; i < 5000 && seen.size() < 2; ++i)
+          co_await kettle::sleep(1ms);
+      }(),
+      options);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], "Future exception was never retrieved: std::runtime_error: lost here");
+  EXPECT_EQ(seen[1], "Future exception was never retrieved: std::logic_error: lost in a thread");
+}
+
+// concurrent.futures.wait and as_completed, from a plain thread (test_wait.py,
+// test_as_completed.py). Futures are completed by hand or by a ThreadPoolExecutor.
+namespace {
+Future<int> successful() {
+  Future<int> f;
+  f.set_result(42);
+  return f;
+}
+Future<int> failed() {
+  Future<int> f;
+  f.set_exception(std::make_exception_ptr(std::runtime_error("failed")));
+  f.exception();  // retrieved: the tests look at it through wait()
+  return f;
+}
+Future<int> cancelled() {
+  Future<int> f;
+  f.cancel();
+  return f;
+}
+template <class V>
+bool same_set(std::vector<Future<int>> a, V b) {
+  std::vector<Future<int>> bv(b.begin(), b.end());
+  if (a.size() != bv.size()) return false;
+  for (auto& x : a)
+    if (std::find(bv.begin(), bv.end(), x) == bv.end()) return false;
+  return true;
+}
+}  // namespace
+
+TEST(ConcurrentWait, test_20369) {
+  kettle::ThreadPoolExecutor pool(2);
+  Future<void> f = pool.submit([] { std::this_thread::sleep_for(50ms); });
+  std::vector<Future<void>> twice{f, f};
+  auto [done, not_done] = kettle::concurrent::wait(twice, std::nullopt, kettle::ALL_COMPLETED);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0] == f);
+  EXPECT_TRUE(not_done.empty());
+}
+
+TEST(ConcurrentWait, test_first_completed) {
+  kettle::ThreadPoolExecutor pool(2);
+  Future<int> f1 = pool.submit([] { return 21 * 2; });
+  Future<int> never;
+  Future<int> c = cancelled();
+  auto [done, not_done] =
+      kettle::concurrent::wait(std::vector{never, f1}, std::nullopt, kettle::FIRST_COMPLETED);
+  EXPECT_TRUE(same_set(done, std::vector{f1}));
+  EXPECT_TRUE(same_set(not_done, std::vector{never}));
+  auto [done2, not_done2] =
+      kettle::concurrent::wait(std::vector{c, successful(), never}, 5s, kettle::FIRST_COMPLETED);
+  EXPECT_EQ(done2.size(), 2u);
+  EXPECT_TRUE(same_set(not_done2, std::vector{never}));
+}
+
+TEST(ConcurrentWait, test_first_exception) {
+  Future<int> ok = successful();
+  Future<int> bad;
+  Future<int> slow;
+  std::thread t([bad] {
+    std::this_thread::sleep_for(20ms);
+    bad.set_exception(std::make_exception_ptr(std::runtime_error("x")));
+  });
+  auto [done, not_done] =
+      kettle::concurrent::wait(std::vector{ok, bad, slow}, std::nullopt, kettle::FIRST_EXCEPTION);
+  t.join();
+  EXPECT_TRUE(same_set(done, std::vector{ok, bad}));
+  EXPECT_TRUE(same_set(not_done, std::vector{slow}));
+  EXPECT_THROW(bad.result(), std::runtime_error);
+  // One failed already: returns at once.
+  auto [d2, n2] =
+      kettle::concurrent::wait(std::vector{failed(), slow}, std::nullopt, kettle::FIRST_EXCEPTION);
+  EXPECT_EQ(d2.size(), 1u);
+  EXPECT_EQ(n2.size(), 1u);
+}
+
+TEST(ConcurrentWait, test_all_completed_and_timeout) {
+  kettle::ThreadPoolExecutor pool(2);
+  Future<int> f1 = pool.submit([] { return 1; });
+  Future<int> s = successful(), e = failed(), c = cancelled();
+  auto [done, not_done] = kettle::concurrent::wait(std::vector{s, e, c, f1});
+  EXPECT_EQ(done.size(), 4u);
+  EXPECT_TRUE(not_done.empty());
+  Future<int> never;
+  auto [d2, n2] = kettle::concurrent::wait(std::vector{s, e, never}, 50ms);
+  EXPECT_TRUE(same_set(d2, std::vector{s, e}));
+  EXPECT_TRUE(same_set(n2, std::vector{never}));
+  EXPECT_THROW(kettle::concurrent::wait(std::vector{never}, std::chrono::duration<double>(NAN)),
+               kettle::ValueError);
+}
+
+TEST(ConcurrentWait, test_wait_on_loop_thread_raises_rather_than_block) {
+  kettle::run([]() -> Coro<> {
+    Future<int> never;
+    EXPECT_THROW(kettle::concurrent::wait(std::vector{never}), kettle::RuntimeError);
+    auto [done, not_done] = kettle::concurrent::wait(std::vector{successful()});  // no wait
+    EXPECT_EQ(done.size(), 1u);
+    co_return;
+  }());
+}
+
+TEST(ConcurrentAsCompleted, test_no_timeout) {
+  kettle::ThreadPoolExecutor pool(2);
+  Future<int> f1 = pool.submit([] { return 2 * 21; });
+  Future<int> f2 = pool.submit([] { return 7 * 6; });
+  std::vector<Future<int>> all{cancelled(), failed(), successful(), f1, f2};
+  std::vector<Future<int>> got;
+  for (Future<int> f : kettle::concurrent::as_completed(all))
+    got.push_back(f);
+  EXPECT_TRUE(same_set(got, all));
+}
+
+TEST(ConcurrentAsCompleted, test_future_times_out) {
+  for (double timeout : {0.0, 0.1}) {
+    std::vector<Future<int>> already{cancelled(), failed(), successful()};
+    Future<int> never;
+    std::vector<Future<int>> all = already;
+    all.push_back(never);
+    std::vector<Future<int>> got;
+    try {
+      for (Future<int> f :
+           kettle::concurrent::as_completed(all, std::chrono::duration<double>(timeout)))
+        got.push_back(f);
+      ADD_FAILURE() << "no TimeoutError";
+    } catch (const kettle::TimeoutError& e) {
+      EXPECT_STREQ(e.what(), "1 (of 4) futures unfinished");  // test_correct_timeout_exception_msg
+    }
+    EXPECT_TRUE(same_set(got, already));
+  }
+}
+
+TEST(ConcurrentAsCompleted, test_duplicate_futures) {
+  Future<int> f;
+  std::thread t([f] {
+    std::this_thread::sleep_for(10ms);
+    f.set_result(1);
+  });
+  std::vector<Future<int>> thrice{f, f, f};
+  int n = 0;
+  for (Future<int> g : kettle::concurrent::as_completed(thrice)) {
+    EXPECT_TRUE(g == f);
+    ++n;
+  }
+  t.join();
+  EXPECT_EQ(n, 1);
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -715,5 +716,46 @@ TEST(Barrier, test_abort_barrier_when_exception_then_resetting) {
     auto w = [&]() -> Coro<std::size_t> { co_return co_await barrier.wait(); };
     auto [a, b] = co_await kettle::gather(w(), w());
     EXPECT_EQ(a + b, 1u);
+  });
+}
+
+// loop.close() destroys a pending task whose coroutine holds the lock (`async with`): the
+// guard releases it, which used to throw "no running loop" inside a destructor
+// (std::terminate). Python leaves the lock released.
+TEST(Lock, test_close_with_task_holding_lock) {
+  kettle::Lock lock;
+  kettle::Semaphore sem(1);
+  {
+    kettle::EventLoop loop;
+    loop.set_exception_handler([](kettle::EventLoop&, const kettle::ExceptionContext&) {});
+    auto holder = [&]() -> Coro<> {
+      auto l = co_await lock.scoped();
+      auto s = co_await sem.scoped();
+      co_await kettle::sleep(3600s);
+    };
+    auto waiter = [&]() -> Coro<> {
+      auto l = co_await lock.scoped();  // waits behind the holder
+      co_await kettle::sleep(3600s);
+    };
+    auto start = [&]() -> Coro<> {
+      (void)kettle::create_task(holder());
+      (void)kettle::create_task(waiter());
+      co_await kettle::sleep(1ms);
+    };
+    loop.run_until_complete(start());
+    EXPECT_TRUE(lock.locked());
+    EXPECT_EQ(sem.value(), 0);
+    loop.close();
+    EXPECT_FALSE(lock.locked());
+    EXPECT_EQ(sem.value(), 1);
+  }
+}
+
+TEST(Semaphore, test_release_overflow) {
+  run_test([]() -> Coro<> {
+    kettle::Semaphore sem(std::numeric_limits<long>::max());
+    EXPECT_THROW(sem.release(), kettle::ValueError);
+    EXPECT_EQ(sem.value(), std::numeric_limits<long>::max());
+    co_return;
   });
 }

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <kettle/kettle.hpp>
 
@@ -615,5 +617,70 @@ TEST(WaitFor, test_wait_for_completed_coro_arms_no_timer) {
     for (int i = 0; i < 1000; ++i)
       EXPECT_EQ(co_await kettle::wait_for(quick(), 1s), 3);
     EXPECT_EQ(kettle::get_running_loop().core().timers.size(), 0u);
+  });
+}
+
+// Huge deadlines mean none: they used to overflow (UBSan: signed integer overflow, a
+// double out of range) and expire at once. NaN is ValueError.
+TEST(Timeouts, test_timeout_huge_deadlines_never_expire) {
+  run_test([]() -> Coro<> {
+    double now = kettle::get_running_loop().time();
+    {
+      kettle::Timeout cm = kettle::timeout(1e20);
+      co_await cm.run(sleep_for(5ms));
+      EXPECT_FALSE(cm.expired());
+    }
+    {
+      kettle::Timeout cm = kettle::timeout(std::chrono::hours::max());
+      co_await cm.run(sleep_for(5ms));
+      EXPECT_FALSE(cm.expired());
+    }
+    {
+      kettle::Timeout cm = kettle::timeout_at(now + 1e20);
+      co_await cm.run(sleep_for(5ms));
+      EXPECT_FALSE(cm.expired());
+    }
+    {
+      kettle::Timeout cm = kettle::timeout_at(kettle::Timeout::clock::time_point::max());
+      co_await cm.run(sleep_for(5ms));
+      EXPECT_FALSE(cm.expired());
+    }
+    co_await kettle::timeout(std::chrono::duration<double>(1e300), sleep_for(5ms));
+    co_await kettle::wait_for(sleep_for(5ms), 1e300);
+    co_await kettle::wait_for(sleep_for(5ms), std::chrono::hours::max());
+    {
+      kettle::Timeout cm = kettle::timeout(std::nullopt);
+      auto body = [&]() -> Coro<> {
+        cm.reschedule(now + 1e20);
+        co_await kettle::sleep(5ms);
+        cm.reschedule(kettle::Timeout::clock::time_point::max());
+        co_await kettle::sleep(1ms);
+        EXPECT_THROW(cm.reschedule(std::nan("")), kettle::ValueError);
+      };
+      co_await cm.run(body());
+      EXPECT_FALSE(cm.expired());
+    }
+    // A hugely negative delay is simply in the past.
+    CO_EXPECT_THROW(co_await kettle::timeout(std::chrono::duration<double>(-1e300), sleep_for(1s)),
+                    kettle::TimeoutError);
+  });
+}
+
+TEST(Timeouts, test_nan_is_value_error) {
+  EXPECT_THROW(kettle::timeout(std::nan("")), kettle::ValueError);
+  EXPECT_THROW(kettle::timeout(std::chrono::duration<double>(std::nan(""))), kettle::ValueError);
+  EXPECT_THROW(kettle::timeout_at(std::nan("")), kettle::ValueError);
+  run_test([]() -> Coro<> {
+    CO_EXPECT_THROW(co_await kettle::wait_for(sleep_for(1ms), std::nan("")), kettle::ValueError);
+    CO_EXPECT_THROW(
+        co_await kettle::wait_for(sleep_for(1ms), std::chrono::duration<double>(std::nan(""))),
+        kettle::ValueError);
+    std::vector<Task<>> ts{kettle::create_task(sleep_for(1ms))};
+    CO_EXPECT_THROW((void)co_await kettle::wait(ts, kettle::ALL_COMPLETED,
+                                                std::chrono::duration<double>(std::nan(""))),
+                    kettle::ValueError);
+    CO_EXPECT_THROW((void)kettle::as_completed(ts, std::chrono::duration<double>(std::nan(""))),
+                    kettle::ValueError);
+    co_await ts[0];
   });
 }

@@ -13,39 +13,59 @@ namespace kettle {
 
 namespace {
 constexpr std::size_t kSpinWaitsMax = 8;
-
-// A runnable posted from another thread. If the loop closes before it runs, it is dropped
-// (a callback node releases its reference; a task is being abandoned anyway).
-struct Posted {
-  detail::LoopCore* loop;
-  detail::Runnable* r;
-  Posted(detail::LoopCore* l, detail::Runnable* x) noexcept : loop(l), r(x) {}
-  Posted(Posted&& o) noexcept : loop(o.loop), r(std::exchange(o.r, nullptr)) {}
-  ~Posted() {
-    if (r) r->drop();
-  }
-  void operator()() {
-    if (loop->closed) return;
-    loop->schedule(std::exchange(r, nullptr));
-  }
-};
 }  // namespace
 
 namespace detail {
 bool LoopGate::post(Runnable* r) {
-  std::lock_guard lock(mutex_);
-  if (!loop_) return false;
-  asio::post(loop_->io_context(), Posted(&loop_->core(), r));
-  return true;
+  // On the loop's own running thread the loop cannot be closing: no need to check in.
+  LoopCore* here = tls_loop;
+  if (here && loop_.load(std::memory_order_relaxed) == here) {
+    here->schedule(r);
+    return true;
+  }
+  // Check in before looking at the loop, so that shut() waits for this push to finish.
+  posting_.fetch_add(1, std::memory_order_seq_cst);
+  LoopCore* l = loop_.load(std::memory_order_seq_cst);
+  bool ok = l != nullptr;
+  if (ok) {
+    try {
+      l->inbox_push(r);
+    } catch (...) {
+      ok = false;
+    }
+  }
+  posting_.fetch_sub(1, std::memory_order_release);
+  return ok;
 }
 
 bool LoopGate::post_callback(std::function<void()> fn) {
-  std::lock_guard lock(mutex_);
-  if (!loop_ || loop_->is_closed()) return false;
   Handle::Node* node = make_callback_node(std::move(fn));
-  node->loop = &loop_->core();
-  asio::post(loop_->io_context(), Posted(&loop_->core(), node));
-  return true;
+  if (post(node)) return true;
+  node->release();
+  return false;
+}
+
+void LoopGate::shut() noexcept {
+  loop_.store(nullptr, std::memory_order_seq_cst);
+  while (posting_.load(std::memory_order_seq_cst) != 0)
+    std::this_thread::yield();
+}
+
+void LoopCore::inbox_push(Runnable* r) {
+  InboxNode* head = inbox.load(std::memory_order_relaxed);
+  auto* n = new InboxNode{r, head};
+  // (Once the exchange succeeds the node is the loop's: only `head` may be read after.)
+  while (!inbox.compare_exchange_weak(head, n, std::memory_order_release,
+                                      std::memory_order_relaxed))
+    n->next = head;
+  // The first post since the loop last took its inbox wakes it, in case it is blocked in
+  // the io_context (a no-op handler; the loop drains the inbox after every wait).
+  if (!head) {
+    try {
+      asio::post(owner.io_context(), [] {});
+    } catch (...) {  // out of memory: the loop finds the post at its next iteration
+    }
+  }
 }
 }  // namespace detail
 
@@ -117,7 +137,11 @@ void EventLoop::check_can_run() const {
 }
 
 void EventLoop::schedule_threadsafe(Handle::Node* node) {
-  asio::post(io_, Posted(&core_, node));
+  if (!core_.gate->post(node)) {
+    node->release();  // the queue's reference; the caller still holds the handle's
+    node->release();
+    throw RuntimeError("Event loop is closed");
+  }
 }
 
 void EventLoop::run_forever() {
@@ -146,6 +170,8 @@ void EventLoop::run_forever() {
 void EventLoop::run_once() {
   detail::ReadyQueue& ready = core_.ready;
   detail::TimerHeap& timers = core_.timers;
+  auto to_ready = [&](detail::Runnable* r) { ready.push(r); };
+  if (core_.inbox_pending()) core_.inbox_take(to_ready);
   if (ready.empty()) {
     // Nothing to run: wait for I/O until the next timer (not at all when stopping).
     std::int64_t timeout = core_.stopping ? 0 : -1;
@@ -165,6 +191,7 @@ void EventLoop::run_once() {
     }
     poll_io();
     core_.io_tick = 0;
+    if (core_.inbox_pending()) core_.inbox_take(to_ready);
   } else if (++core_.io_tick >= detail::LoopCore::kIoInterval) {
     core_.io_tick = 0;
     poll_io();
@@ -200,6 +227,7 @@ bool EventLoop::spin_io(std::int64_t timeout_ns) noexcept {
   std::int64_t limit = timeout_ns < 0 || timeout_ns > kSpinNs ? kSpinNs : timeout_ns;
   std::int64_t start = detail::now_ns();
   do {
+    if (core_.inbox_pending()) return true;
     try {
       if (io_.poll() > 0) return true;
     } catch (...) {
@@ -227,6 +255,16 @@ void EventLoop::close() {
   if (running_) throw RuntimeError("Cannot close a running event loop");
   if (core_.closed) return;
   core_.closed = true;
+  // What the dropped tasks' destructors do runs as if on this loop (a `Held` lock guard
+  // releasing its lock, say), although nothing can be scheduled on it any more.
+  struct Current {
+    detail::LoopCore* saved = detail::tls_loop;
+    explicit Current(detail::LoopCore* l) noexcept { detail::tls_loop = l; }
+    ~Current() { detail::tls_loop = saved; }
+  } current(&core_);
+  // No other thread gets anything in from now on; what they posted before is dropped.
+  core_.gate->shut();
+  core_.inbox_take([](detail::Runnable* r) { r->drop(); });
   // Timers first, so that destroying suspended coroutines finds no armed sleep.
   std::vector<detail::Runnable*> timer_targets;
   core_.timers.clear([&](detail::TimerNode* n) { timer_targets.push_back(n->target()); });

@@ -1,5 +1,7 @@
 #include "kettle/exceptions.hpp"
 
+#include "kettle/detail/durations.hpp"
+
 #include <cxxabi.h>
 
 #include <cstdlib>
@@ -49,5 +51,11 @@ std::string describe(const std::exception_ptr& e) {
     return t ? demangle(t->name()) : std::string("unknown exception");
   }
 }
+
+namespace detail {
+void throw_nan_duration(const char* what) {
+  throw ValueError(std::string(what) + ": the duration is NaN (not a number)");
+}
+}  // namespace detail
 
 }  // namespace kettle

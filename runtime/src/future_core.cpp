@@ -4,18 +4,45 @@
 
 namespace kettle::detail {
 
+namespace {
+// A done callback, queued among the waiters so that it keeps its place in line.
+struct CallbackWaiter final : Waiter {
+  CallbackWaiter(LoopCore* l, std::function<void()> f) noexcept
+      : Waiter(&notify), loop(l), fn(std::move(f)) {}
+  static void notify(Waiter* w, bool abandoned) noexcept {
+    auto* self = static_cast<CallbackWaiter*>(w);
+    if (!abandoned && !self->loop->closed) {
+      try {
+        self->loop->owner.call_soon(std::move(self->fn));
+      } catch (...) {
+        self->loop->owner.call_exception_handler(
+            {"could not schedule a done callback", std::current_exception(), {}});
+      }
+    }
+    delete self;
+  }
+  LoopCore* loop;
+  std::function<void()> fn;
+};
+}  // namespace
+
 FutureCore::~FutureCore() {
+  // A future dropped while pending (a shield nobody holds any more) frees its callbacks.
+  while (Waiter* tail = tail_) {
+    Waiter* w = tail->next;
+    if (w == tail)
+      tail_ = nullptr;
+    else
+      tail->next = w->next;
+    w->next = nullptr;
+    if (w->notify == &CallbackWaiter::notify) w->notify(w, true);
+  }
   anchor_->release();
 }
 
 void FutureCore::destroy() noexcept {
   report_if_never_retrieved();
   dispose();
-}
-
-FutureCore::Extras& FutureCore::extras() {
-  if (!extras_) extras_ = std::make_unique<Extras>();
-  return *extras_;
 }
 
 void FutureCore::report_if_never_retrieved() noexcept {
@@ -81,13 +108,12 @@ void FutureCore::remove_waiter(Waiter& w) noexcept {
 }
 
 void FutureCore::add_done_callback(std::function<void()> fn) {
-  if (done()) {
-    LoopCore* l = loop();
-    if (!l) throw RuntimeError("Event loop is closed");
+  LoopCore* l = loop();
+  if (!l || l->closed) throw RuntimeError("Event loop is closed");
+  if (done())
     l->owner.call_soon(std::move(fn));
-    return;
-  }
-  extras().callbacks.push_back(std::move(fn));
+  else
+    add_waiter(*new CallbackWaiter(l, std::move(fn)));
 }
 
 void FutureCore::finish_exception(std::exception_ptr e, bool is_cancelled_error) noexcept {
@@ -113,20 +139,6 @@ void FutureCore::complete(State s) noexcept {
     w->next = nullptr;
     w->notify(w, false);
   }
-  if (extras_ && !extras_->callbacks.empty()) {
-    auto callbacks = std::move(extras_->callbacks);
-    LoopCore* l = loop();
-    if (l && !l->closed) {
-      for (auto& fn : callbacks) {
-        try {
-          l->owner.call_soon(std::move(fn));
-        } catch (...) {
-          l->owner.call_exception_handler(
-              {"could not schedule a done callback", std::current_exception(), {}});
-        }
-      }
-    }
-  }
   release();
 }
 
@@ -140,7 +152,11 @@ void FutureCore::abandon() noexcept {
     w->next = nullptr;
     w->notify(w, true);
   }
-  if (extras_) extras_->callbacks.clear();
+}
+
+void throw_empty_future(const char* what) {
+  throw InvalidStateError(std::string("this ") + what +
+                          " handle is empty (default-constructed or moved from)");
 }
 
 }  // namespace kettle::detail

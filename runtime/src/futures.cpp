@@ -1,27 +1,76 @@
 #include "kettle/futures.hpp"
 
+#include "kettle/detail/durations.hpp"
 #include "kettle/event_loop.hpp"
 
 namespace kettle::detail {
+
+SharedStateBase::SharedStateBase() noexcept {
+  if (LoopCore* l = tls_loop) origin_ = l->gate;
+}
+
+SharedStateBase::~SharedStateBase() {
+  if (status() != Status::finished || !exc_ || retrieved_.load(std::memory_order_relaxed)) return;
+  // Moved, not copied: whichever thread runs the report holds the last reference.
+  ExceptionContext ctx{"Future exception was never retrieved", std::move(exc_), {}};
+  if (origin_ && origin_->leads_to(tls_loop)) {
+    tls_loop->owner.call_exception_handler(ctx);
+    return;
+  }
+  try {
+    auto report = std::make_shared<ExceptionContext>(std::move(ctx));
+    if (origin_ && origin_->post_callback([report] {
+          if (LoopCore* l = tls_loop) l->owner.call_exception_handler(*report);
+        }))
+      return;
+    ctx = std::move(*report);
+  } catch (...) {
+  }
+  EventLoop::default_exception_handler(ctx);
+}
 
 void SharedStateBase::finish_locked(Status s, Notice& n) {
   status_.store(s, std::memory_order_release);
   n.callbacks = std::move(callbacks_);
   for (AsyncWaiter* w = waiters_; w; w = w->next) {
     w->linked = false;
-    n.wakes.push_back({w->task, w->loop, w->gate});
+    n.wakes.push_back({w->task, w->gate});
   }
   waiters_ = nullptr;
+  while (Watcher* w = watchers_) {
+    watchers_ = w->next;
+    w->linked = false;
+    w->fire();
+  }
   cv_.notify_all();
+}
+
+bool SharedStateBase::watch(Watcher& w) {
+  std::lock_guard lock(mutex_);
+  if (done()) return false;
+  w.prev = nullptr;
+  w.next = watchers_;
+  if (watchers_) watchers_->prev = &w;
+  watchers_ = &w;
+  w.linked = true;
+  return true;
+}
+
+void SharedStateBase::unwatch(Watcher& w) noexcept {
+  std::lock_guard lock(mutex_);
+  if (!w.linked) return;
+  if (w.prev)
+    w.prev->next = w.next;
+  else
+    watchers_ = w.next;
+  if (w.next) w.next->prev = w.prev;
+  w.linked = false;
 }
 
 void SharedStateBase::notify(Notice& n) noexcept {
   for (Wake& w : n.wakes) {
     try {
-      if (tls_loop == w.loop)
-        w.loop->schedule(w.task);  // completed on the task's own loop: no cross-thread post
-      else
-        w.gate->post(w.task);
+      w.gate->post(w.task);  // a closed loop drops it: its tasks are being abandoned
     } catch (...) {
       report_callback_error(std::current_exception());
     }
@@ -63,23 +112,30 @@ void SharedStateBase::set_exception(std::exception_ptr e) {
   complete([&] { exc_ = std::move(e); });
 }
 
-void SharedStateBase::wait_and_check(std::optional<double> timeout, bool rethrow) {
+void SharedStateBase::wait_and_check(std::optional<std::chrono::duration<double>> timeout,
+                                     bool rethrow) {
+  std::int64_t ns = timeout ? duration_ns(*timeout, "Future.result()") : kNeverNs;
   if (!done()) {
     if (tls_loop) throw_result_on_loop();
     std::unique_lock lock(mutex_);
     auto is_done = [&] { return done(); };
-    if (!timeout) {
+    if (ns >= kNeverNs) {
       cv_.wait(lock, is_done);
-    } else if (!cv_.wait_for(lock, std::chrono::duration<double>(*timeout), is_done)) {
+    } else if (!cv_.wait_for(lock, std::chrono::nanoseconds(ns > 0 ? ns : 0), is_done)) {
       throw TimeoutError("the future did not complete within the timeout");
     }
   }
   if (status() == Status::cancelled) throw_for_cancelled_shared();
-  if (rethrow && exc_) std::rethrow_exception(exc_);
+  if (rethrow && exc_) {
+    mark_retrieved();
+    std::rethrow_exception(exc_);
+  }
 }
 
-std::exception_ptr SharedStateBase::exception_for(std::optional<double> timeout) {
+std::exception_ptr SharedStateBase::exception_for(
+    std::optional<std::chrono::duration<double>> timeout) {
   wait_and_check(timeout, false);
+  mark_retrieved();
   return exc_;
 }
 
@@ -141,6 +197,95 @@ bool SharedStateBase::abort_wait(AsyncWaiter& w) {
   if (stop) stop_.request_stop();  // outside the lock: stop callbacks run inline
   notify(n);
   return true;
+}
+
+CoreRef<FutureCore> ForeignWatch::make(LoopCore& loop, std::shared_ptr<SharedStateBase> s) {
+  CoreRef<FutureCore> ref(new ForeignWatch(loop, std::move(s)));
+  auto* w = static_cast<ForeignWatch*>(ref.get());
+  w->relay_ = std::make_shared<Relay>();
+  w->relay_->watch = w;
+  w->relay_->gate = loop.gate;
+  if (!w->s_->watch(*w->relay_)) w->settle();
+  return ref;
+}
+
+ForeignWatch::~ForeignWatch() {
+  if (relay_) {
+    s_->unwatch(*relay_);  // after this, fire() is not running and never will
+    relay_->watch = nullptr;
+  }
+}
+
+void ForeignWatch::Relay::fire() noexcept {
+  // Under the Future's lock, on the completing thread: hand the news to the loop.
+  in_flight = shared_from_this();
+  std::shared_ptr<LoopGate> g = gate;
+  if (!g->post(this)) in_flight.reset();  // the loop is closed (this may go with it)
+}
+
+void ForeignWatch::Relay::run() noexcept {
+  auto keep = std::move(in_flight);
+  if (watch) watch->settle();
+}
+
+void ForeignWatch::settle() noexcept {
+  switch (s_->status()) {
+    case SharedStateBase::Status::cancelled:
+      finish_cancelled(std::make_exception_ptr(CancelledError()));
+      break;
+    case SharedStateBase::Status::finished:
+      if (std::exception_ptr e = s_->exception_unlocked()) {
+        retrieved_ = true;  // the Future itself reports it if nobody looks
+        finish_exception(std::move(e), false);
+      } else {
+        finish();
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+BlockingWait::BlockingWait(std::vector<std::shared_ptr<SharedStateBase>> states)
+    : nodes_(states.size()) {
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    Node& n = nodes_[i];
+    n.owner = this;
+    n.index = i;
+    n.state = std::move(states[i]);
+    if (!n.state->watch(n)) finished_.push_back(i);  // done already
+  }
+}
+
+BlockingWait::~BlockingWait() {
+  for (Node& n : nodes_)
+    n.state->unwatch(n);
+}
+
+void BlockingWait::Node::fire() noexcept {
+  {
+    std::lock_guard lock(owner->mutex_);
+    owner->finished_.push_back(index);
+  }
+  owner->cv_.notify_all();
+}
+
+bool BlockingWait::wait_locked(std::unique_lock<std::mutex>& lock, std::int64_t deadline) {
+  if (tls_loop) throw_result_on_loop();
+  if (deadline >= kNeverNs) {
+    cv_.wait(lock);
+    return true;
+  }
+  std::int64_t left = deadline - now_ns();
+  if (left <= 0) return false;
+  cv_.wait_for(lock, std::chrono::nanoseconds(left));
+  return true;
+}
+
+std::optional<std::size_t> BlockingWait::take() {
+  std::lock_guard lock(mutex_);
+  if (taken_ == finished_.size()) return std::nullopt;
+  return finished_[taken_++];
 }
 
 void throw_for_cancelled_shared() {

@@ -1,5 +1,6 @@
 #include "kettle/locks.hpp"
 
+#include <limits>
 #include <string>
 
 namespace kettle {
@@ -126,6 +127,8 @@ bool Semaphore::locked() const noexcept {
 
 void Semaphore::release() {
   check_thread("Semaphore.release()");
+  if (value_ == std::numeric_limits<long>::max())
+    throw ValueError("Semaphore released too many times: its value would overflow");
   ++value_;
   wake_up_next();
 }

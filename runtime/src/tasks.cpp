@@ -17,6 +17,7 @@ TaskBase::TaskBase(LoopCore& loop, std::coroutine_handle<> root) noexcept
 
 void TaskBase::run() noexcept {
   hook_ = nullptr;
+  flags_ &= ~kCancelTaken;
   if (flags_ & kMustCancel) [[unlikely]] {
     flags_ &= ~kMustCancel;
     if (!(flags_ & kStarted)) {
@@ -76,8 +77,14 @@ bool TaskBase::cancel(std::string_view msg) {
   retrieved_ = true;  // asyncio: a cancelled task's exception is not reported
   if (done()) return false;
   ++num_cancels_;
-  if (!msg.empty() || extras_if_any()) extras().cancel_message.assign(msg);
-  if (hook_ && hook_->cancel(hook_)) return true;
+  // The awaitable took an earlier request and will raise its CancelledError: that one
+  // (and its message) wins, as in asyncio, and the awaitable is not asked twice.
+  if (flags_ & kCancelTaken) return true;
+  if (!msg.empty() || extras_) extras().cancel_message.assign(msg);
+  if (hook_ && hook_->cancel(hook_)) {
+    flags_ |= kCancelTaken;
+    return true;
+  }
   flags_ |= kMustCancel;
   return true;
 }
@@ -87,8 +94,13 @@ std::uint32_t TaskBase::uncancel() noexcept {
   return num_cancels_;
 }
 
+TaskBase::Extras& TaskBase::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
 std::string TaskBase::get_name() const {
-  if (Extras* e = extras_if_any(); e && e->has_name) return e->name;
+  if (extras_ && extras_->has_name) return extras_->name;
   return "Task-" + std::to_string(id_);
 }
 
@@ -99,8 +111,7 @@ void TaskBase::set_name(std::string name) {
 }
 
 std::string_view TaskBase::cancel_message() const noexcept {
-  Extras* e = extras_if_any();
-  return e ? std::string_view(e->cancel_message) : std::string_view();
+  return extras_ ? std::string_view(extras_->cancel_message) : std::string_view();
 }
 
 void throw_not_in_task() {

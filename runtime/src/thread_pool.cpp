@@ -109,25 +109,37 @@ void ThreadPoolExecutor::worker(std::size_t index) {
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   std::vector<std::thread> to_join;
   std::deque<std::unique_ptr<WorkItem>> cancelled;
+  bool joiner = false;
   {
     std::lock_guard lock(mutex_);
     shutdown_ = true;
     if (cancel_futures) {
       cancelled.swap(queue_);
+      queued_.store(0, std::memory_order_release);
       for (WorkItem* r : running_)
         r->request_stop();
     }
-    if (wait) to_join.swap(threads_);
+    // One caller joins the threads; any other that wants to wait waits for that one.
+    if (wait && !joining_) joining_ = joiner = true;
+    if (joiner) to_join.swap(threads_);
   }
   cv_.notify_all();
   for (auto& item : cancelled)
     item->cancel();
   cancelled.clear();
-  for (auto& t : to_join) {
-    if (t.get_id() == std::this_thread::get_id())
-      t.detach();  // shutdown(wait) from one of our own workers: it cannot wait for itself
-    else
-      t.join();
+  if (joiner) {
+    for (auto& t : to_join) {
+      if (t.get_id() == std::this_thread::get_id())
+        t.detach();  // shutdown(wait) from one of our own workers: it cannot wait for itself
+      else
+        t.join();
+    }
+    std::lock_guard lock(mutex_);
+    joined_ = true;
+    joined_cv_.notify_all();
+  } else if (wait) {
+    std::unique_lock lock(mutex_);
+    joined_cv_.wait(lock, [this] { return joined_; });
   }
 }
 

@@ -27,24 +27,27 @@ std::int64_t coarse_resolution_ns() noexcept {
   return res;
 }
 
-Timeout::clock::time_point from_seconds(double when) {
-  return Timeout::clock::time_point(
-      std::chrono::duration_cast<Timeout::clock::duration>(std::chrono::duration<double>(when)));
-}
 }  // namespace
 
 void throw_timeout_error() {
   throw TimeoutError("the deadline passed (kettle::TimeoutError)");
 }
 
-std::int64_t to_ns(Timeout::clock::time_point t) noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
 }  // namespace detail
 
 Timeout::Timeout(std::optional<clock::time_point> when) noexcept {
-  if (when) when_ = detail::to_ns(*when);
+  if (when) when_ = detail::time_point_ns(*when, "timeout_at()");
+  fire_.owner = this;
+  node_.set_inline_target(&fire_);
+}
+
+Timeout::Timeout(Timeout&& o) noexcept
+    : when_(o.when_), relative_(o.relative_), relative_mode_(o.relative_mode_) {
+  fire_.owner = this;
+  node_.set_inline_target(&fire_);
+}
+
+Timeout::Timeout(At at) noexcept : when_(at.ns) {
   fire_.owner = this;
   node_.set_inline_target(&fire_);
 }
@@ -136,11 +139,18 @@ bool Timeout::exit_slow() noexcept {
 }
 
 void Timeout::reschedule(std::optional<double> when) {
-  reschedule(when ? std::optional<clock::time_point>(detail::from_seconds(*when))
-                  : std::optional<clock::time_point>());
+  std::optional<std::int64_t> ns;
+  if (when) ns = detail::seconds_ns(*when, "Timeout.reschedule()");
+  reschedule_ns(ns);
 }
 
 void Timeout::reschedule(std::optional<clock::time_point> when) {
+  std::optional<std::int64_t> ns;
+  if (when) ns = detail::time_point_ns(*when, "Timeout.reschedule()");
+  reschedule_ns(ns);
+}
+
+void Timeout::reschedule_ns(std::optional<std::int64_t> when) {
   if (state_ != State::entered) {
     if (state_ == State::created) throw RuntimeError("Timeout has not been entered");
     const char* what = state_ == State::expiring  ? "expiring"
@@ -150,13 +160,11 @@ void Timeout::reschedule(std::optional<clock::time_point> when) {
   }
   disarm();
   relative_mode_ = false;
-  when_.reset();
-  if (when) when_ = detail::to_ns(*when);
+  when_ = when;
   arm();
 }
 
 Timeout timeout(double delay_seconds) {
-  if (delay_seconds != delay_seconds) throw ValueError("timeout(): the delay is NaN");
   return timeout(std::chrono::duration<double>(delay_seconds));
 }
 
@@ -165,8 +173,7 @@ Timeout timeout(std::nullopt_t) noexcept {
 }
 
 Timeout timeout_at(double when) {
-  if (when != when) throw ValueError("timeout_at(): the deadline is NaN");
-  return Timeout(detail::from_seconds(when));
+  return Timeout(Timeout::At{detail::seconds_ns(when, "timeout_at()")});
 }
 
 Timeout timeout_at(Timeout::clock::time_point when) noexcept {

@@ -32,6 +32,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 
+#include "kettle/detail/durations.hpp"
 #include "kettle/detail/loop_core.hpp"
 #include "kettle/exceptions.hpp"
 
@@ -128,7 +129,8 @@ class EventLoop {
   Handle call_soon(F&& fn);
 
   // Schedules fn() after a delay / at an absolute loop time. Timers fire in deadline
-  // order; equal deadlines fire in the order they were scheduled.
+  // order; equal deadlines fire in the order they were scheduled. A delay or time more
+  // than 100 years away means never; NaN is ValueError.
   template <class Rep, class Period, class F>
   TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F&& fn);
   template <class F>
@@ -171,6 +173,8 @@ class EventLoop {
   void schedule_threadsafe(Handle::Node* node);
 
  private:
+  template <class F>
+  TimerHandle call_at_ns(std::int64_t when, F&& fn);
   void run_once();
   static void join_default_executor(ThreadPoolExecutor* executor, Future<void> done);
   void poll_io() noexcept;
@@ -239,18 +243,20 @@ Handle EventLoop::call_soon(F&& fn) {
   Handle::Node* node = detail::make_callback_node(std::forward<F>(fn));
   node->loop = &core_;
   node->add_ref();  // one for the queue, one for the returned handle
+  // What call_soon_threadsafe posted before this goes first: one FIFO for both.
+  if (core_.inbox_pending()) [[unlikely]]
+    core_.inbox_take([this](detail::Runnable* r) { core_.schedule(r); });
   core_.schedule(node);
   return Handle(node);
 }
 
 template <class F>
-TimerHandle EventLoop::call_at(clock::time_point when, F&& fn) {
+TimerHandle EventLoop::call_at_ns(std::int64_t when, F&& fn) {
   check_open();
   check_thread();
   Handle::Node* node = detail::make_callback_node(std::forward<F>(fn));
   node->loop = &core_;
-  node->timer.when =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
+  node->timer.when = when;
   node->timer.set_target(node);
   node->add_ref();  // one for the heap, one for the returned handle
   core_.timers.push(&node->timer);
@@ -258,16 +264,19 @@ TimerHandle EventLoop::call_at(clock::time_point when, F&& fn) {
 }
 
 template <class F>
+TimerHandle EventLoop::call_at(clock::time_point when, F&& fn) {
+  return call_at_ns(detail::time_point_ns(when, "call_at()"), std::forward<F>(fn));
+}
+
+template <class F>
 TimerHandle EventLoop::call_at(double when_seconds, F&& fn) {
-  auto when = clock::time_point(
-      std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(when_seconds)));
-  return call_at(when, std::forward<F>(fn));
+  return call_at_ns(detail::seconds_ns(when_seconds, "call_at()"), std::forward<F>(fn));
 }
 
 template <class Rep, class Period, class F>
 TimerHandle EventLoop::call_later(std::chrono::duration<Rep, Period> delay, F&& fn) {
-  return call_at(clock::now() + std::chrono::duration_cast<clock::duration>(delay),
-                 std::forward<F>(fn));
+  return call_at_ns(detail::now_ns() + detail::duration_ns(delay, "call_later()"),
+                    std::forward<F>(fn));
 }
 
 template <class F>

@@ -26,14 +26,20 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <stop_token>
+#include <string>
+#include <string_view>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "kettle/detail/durations.hpp"
 #include "kettle/detail/future_core.hpp"
 #include "kettle/detail/task_state.hpp"
 #include "kettle/exceptions.hpp"
@@ -62,7 +68,8 @@ class Future {
   bool done() const noexcept;
 
   // The value (rethrows the exception; CancelledError if cancelled). Blocks until done,
-  // at most `timeout` (then TimeoutError). On a loop thread: RuntimeError unless done.
+  // at most `timeout` (then TimeoutError; more than 100 years: no limit; NaN: ValueError).
+  // On a loop thread: RuntimeError unless done.
   decltype(auto) result(std::optional<Duration> timeout = std::nullopt) const;
   // The exception (null if it succeeded); same waiting rules as result().
   std::exception_ptr exception(std::optional<Duration> timeout = std::nullopt) const;
@@ -99,6 +106,45 @@ class Future {
   std::shared_ptr<detail::SharedState<T>> s_;
 };
 
+// When wait() returns (asyncio.wait and concurrent.futures.wait).
+enum class ReturnWhen : std::uint8_t { first_completed, first_exception, all_completed };
+inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::first_completed;
+inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::first_exception;
+inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
+
+// concurrent.futures.wait and as_completed, for plain threads (they block). From a task,
+// use kettle::wait and kettle::as_completed, which take Futures too.
+//
+//   auto [done, not_done] = kettle::concurrent::wait(futures, 2s, kettle::FIRST_COMPLETED);
+//   for (kettle::Future<int> f : kettle::concurrent::as_completed(futures, 5s)) f.result();
+//
+// A future given twice counts once. On a loop thread they raise RuntimeError rather than
+// block the loop (unless nothing needs waiting for).
+namespace concurrent {
+
+template <class T>
+struct DoneAndNotDone {
+  std::vector<Future<T>> done;
+  std::vector<Future<T>> not_done;
+};
+
+// Waits until return_when holds or the timeout passes (then returns what it has: it never
+// raises TimeoutError). The futures keep their order within done and not_done.
+template <class Range>
+auto wait(Range&& futures, std::optional<std::chrono::duration<double>> timeout = std::nullopt,
+          ReturnWhen return_when = ALL_COMPLETED);
+
+template <class T>
+class AsCompletedFutures;
+
+// The futures in the order they complete (those done already first). Iterating past the
+// timeout, counted from this call, raises TimeoutError.
+template <class Range>
+auto as_completed(Range&& futures,
+                  std::optional<std::chrono::duration<double>> timeout = std::nullopt);
+
+}  // namespace concurrent
+
 // ---------------------------------------------------------------------------------------
 // Implementation
 
@@ -114,14 +160,32 @@ struct AsyncWaiter {
   bool linked = false;
 };
 
+class SharedStateBase;
+
+// Told once when a future is done (concurrent.futures' _Waiter): a blocking
+// concurrent::wait or as_completed, or a loop watching the future for kettle::wait. fire()
+// runs under the future's lock, so that once unwatch() has returned it is not running and
+// never will: the watcher may then go.
+struct Watcher {
+  virtual void fire() noexcept = 0;
+  Watcher* prev = nullptr;
+  Watcher* next = nullptr;
+  bool linked = false;
+
+ protected:
+  ~Watcher() = default;
+};
+
 class SharedStateBase {
  public:
   enum class Status : std::uint8_t { pending, running, cancelled, finished };
 
-  SharedStateBase() = default;
+  SharedStateBase() noexcept;  // remembers the loop it was made on, if any
   SharedStateBase(const SharedStateBase&) = delete;
   SharedStateBase& operator=(const SharedStateBase&) = delete;
-  virtual ~SharedStateBase() = default;
+  // An exception nobody retrieved (result(), exception(), co_await) is reported to the
+  // exception handler of the loop the future was made on (stderr if none).
+  virtual ~SharedStateBase();
 
   Status status() const noexcept { return status_.load(std::memory_order_acquire); }
   bool done() const noexcept {
@@ -141,10 +205,15 @@ class SharedStateBase {
 
   // Waits (off-loop) until done, at most `timeout` seconds; then throws what result()
   // must throw for a failed or cancelled future.
-  void wait_and_check(std::optional<double> timeout, bool rethrow);
-  std::exception_ptr exception_for(std::optional<double> timeout);
+  void wait_and_check(std::optional<std::chrono::duration<double>> timeout, bool rethrow);
+  std::exception_ptr exception_for(std::optional<std::chrono::duration<double>> timeout);
 
   void add_callback(std::function<void()> fn);
+
+  // False (nothing registered) if the future is done already.
+  bool watch(Watcher& w);
+  void unwatch(Watcher& w) noexcept;
+  void mark_retrieved() noexcept { retrieved_.store(true, std::memory_order_relaxed); }
 
   // Awaiting from a task. link() returns false if the future is already done.
   bool link(AsyncWaiter& w);
@@ -164,7 +233,6 @@ class SharedStateBase {
   // time the wake-up is delivered; the task and the gate are not).
   struct Wake {
     TaskBase* task;
-    LoopCore* loop;
     std::shared_ptr<LoopGate> gate;
   };
   struct Notice {
@@ -177,9 +245,12 @@ class SharedStateBase {
 
   std::condition_variable cv_;
   std::atomic<Status> status_{Status::pending};
+  std::atomic<bool> retrieved_{false};
   std::exception_ptr exc_;
   std::vector<std::function<void()>> callbacks_;
-  AsyncWaiter* waiters_ = nullptr;  // doubly linked, unordered
+  AsyncWaiter* waiters_ = nullptr;    // doubly linked, unordered
+  Watcher* watchers_ = nullptr;       // doubly linked, unordered
+  std::shared_ptr<LoopGate> origin_;  // the loop the future was made on, for reports
   std::stop_source stop_;
 };
 
@@ -258,7 +329,10 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
     if (suspended_ && (task->take_cancel() | aborted_)) task->throw_cancelled();
     auto st = s_->status();
     if (st == SharedStateBase::Status::cancelled) throw_for_cancelled_shared();
-    if (std::exception_ptr e = s_->exception_unlocked()) std::rethrow_exception(e);
+    if (std::exception_ptr e = s_->exception_unlocked()) {
+      s_->mark_retrieved();
+      std::rethrow_exception(e);
+    }
     // Awaited as an rvalue and nobody else holds it (ours and the awaited handle): move.
     return shared_take<T>(*s_, Take && s_.use_count() <= 2);
   }
@@ -280,6 +354,103 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
 
 [[noreturn]] void throw_result_on_loop();
 void report_callback_error(std::exception_ptr e) noexcept;
+
+// A loop-local future that follows a Future (what kettle::wait watches): settled on its
+// loop once the Future is done, through the loop's gate. Cancelling it cancels the Future.
+class ForeignWatch final : public FutureCore {
+ public:
+  static CoreRef<FutureCore> make(LoopCore& loop, std::shared_ptr<SharedStateBase> s);
+  ~ForeignWatch() override;
+
+  bool cancel(std::string_view) override { return s_->cancel(); }
+  void* value_address() noexcept override { return nullptr; }
+
+ private:
+  // Registered with the Future; carries the news to the loop (it outlives the watch while
+  // it is on its way).
+  struct Relay final : Watcher, Runnable, std::enable_shared_from_this<Relay> {
+    void fire() noexcept override;
+    void run() noexcept override;
+    void drop() noexcept override { in_flight.reset(); }
+    ForeignWatch* watch = nullptr;  // loop thread only; null once the watch is gone
+    std::shared_ptr<LoopGate> gate;
+    std::shared_ptr<Relay> in_flight;
+  };
+
+  ForeignWatch(LoopCore& loop, std::shared_ptr<SharedStateBase> s) noexcept
+      : FutureCore(loop), s_(std::move(s)) {}
+  std::exception_ptr& exception_slot() noexcept override { return exc_; }
+  void settle() noexcept;
+
+  std::shared_ptr<SharedStateBase> s_;
+  std::shared_ptr<Relay> relay_;
+  std::exception_ptr exc_;
+};
+
+// Watches several futures from a blocking thread: which are done, in completion order.
+class BlockingWait {
+ public:
+  // Registers with every state; those done already are counted done at once, in order.
+  explicit BlockingWait(std::vector<std::shared_ptr<SharedStateBase>> states);
+  ~BlockingWait();  // unregisters from every state that has not fired
+  BlockingWait(const BlockingWait&) = delete;
+  BlockingWait& operator=(const BlockingWait&) = delete;
+
+  // Waits until stop(finished so far) is true or the deadline (steady ns; kNeverNs and
+  // beyond: none) passes; returns stop's last value. RuntimeError on a loop thread if it
+  // would have to wait.
+  template <class Stop>
+  bool wait_until(Stop stop, std::int64_t deadline);
+  // The index of the next future to complete, if one has; in completion order.
+  std::optional<std::size_t> take();
+  std::size_t size() const noexcept { return nodes_.size(); }
+  const SharedStateBase& state(std::size_t i) const noexcept { return *nodes_[i].state; }
+
+ private:
+  struct Node final : Watcher {
+    void fire() noexcept override;
+    BlockingWait* owner = nullptr;
+    std::size_t index = 0;
+    std::shared_ptr<SharedStateBase> state;
+  };
+  bool wait_locked(std::unique_lock<std::mutex>& lock, std::int64_t deadline);
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::size_t> finished_;  // indices, in completion order
+  std::size_t taken_ = 0;
+  std::vector<Node> nodes_;
+};
+
+template <class Stop>
+bool BlockingWait::wait_until(Stop stop, std::int64_t deadline) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (stop(finished_)) return true;
+    if (!wait_locked(lock, deadline)) return stop(finished_);
+  }
+}
+
+// The futures of a range, each once, in their first order.
+template <class T, class Range>
+std::vector<Future<T>> unique_futures(Range&& futures) {
+  std::vector<Future<T>> out;
+  std::unordered_set<const void*> seen;
+  for (auto&& f : futures) {
+    if (!f.state()) throw_empty_future("Future");
+    if (seen.insert(f.state().get()).second) out.push_back(f);
+  }
+  return out;
+}
+
+template <class T>
+std::vector<std::shared_ptr<SharedStateBase>> states_of(const std::vector<Future<T>>& fs) {
+  std::vector<std::shared_ptr<SharedStateBase>> out;
+  out.reserve(fs.size());
+  for (const Future<T>& f : fs)
+    out.push_back(f.state());
+  return out;
+}
 
 }  // namespace detail
 
@@ -305,7 +476,7 @@ bool Future<T>::done() const noexcept {
 
 template <class T>
 decltype(auto) Future<T>::result(std::optional<Duration> timeout) const {
-  s_->wait_and_check(timeout ? std::optional<double>(timeout->count()) : std::nullopt, true);
+  s_->wait_and_check(timeout, true);
   if constexpr (std::is_void_v<T>)
     return;
   else
@@ -314,7 +485,7 @@ decltype(auto) Future<T>::result(std::optional<Duration> timeout) const {
 
 template <class T>
 std::exception_ptr Future<T>::exception(std::optional<Duration> timeout) const {
-  return s_->exception_for(timeout ? std::optional<double>(timeout->count()) : std::nullopt);
+  return s_->exception_for(timeout);
 }
 
 template <class T>
@@ -364,5 +535,107 @@ template <class T>
 detail::SharedFutureAwaiter<T, true> Future<T>::operator co_await() && noexcept {
   return detail::SharedFutureAwaiter<T, true>(s_);
 }
+
+namespace concurrent {
+
+template <class Range>
+auto wait(Range&& futures, std::optional<std::chrono::duration<double>> timeout,
+          ReturnWhen return_when) {
+  using Fut = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
+  using T = typename Fut::value_type;
+  static_assert(std::is_same_v<Fut, Future<T>>, "kettle::concurrent::wait takes kettle::Futures");
+  std::int64_t ns =
+      timeout ? detail::duration_ns(*timeout, "concurrent::wait()") : detail::kNeverNs;
+  std::int64_t deadline = ns >= detail::kNeverNs ? detail::kNeverNs : detail::now_ns() + ns;
+  std::vector<Future<T>> fs = detail::unique_futures<T>(futures);
+  {
+    detail::BlockingWait w(detail::states_of(fs));
+    w.wait_until(
+        [&](const std::vector<std::size_t>& finished) {
+          if (finished.size() == w.size()) return true;
+          if (return_when == FIRST_COMPLETED) return !finished.empty();
+          if (return_when == FIRST_EXCEPTION)
+            for (std::size_t i : finished)
+              if (w.state(i).status() == detail::SharedStateBase::Status::finished &&
+                  w.state(i).exception_unlocked())
+                return true;
+          return false;
+        },
+        deadline);
+  }
+  DoneAndNotDone<T> r;
+  for (Future<T>& f : fs)
+    (f.done() ? r.done : r.not_done).push_back(std::move(f));
+  return r;
+}
+
+template <class T>
+class AsCompletedFutures {
+ public:
+  AsCompletedFutures(std::vector<Future<T>> fs, std::int64_t deadline)
+      : fs_(std::move(fs)),
+        wait_(std::make_unique<detail::BlockingWait>(detail::states_of(fs_))),
+        deadline_(deadline) {}
+
+  // The next future to complete (blocking); nullopt once every one was handed out.
+  // TimeoutError past the deadline.
+  std::optional<Future<T>> next() {
+    if (yielded_ == fs_.size()) return std::nullopt;
+    wait_->wait_until([&](const std::vector<std::size_t>& f) { return f.size() > yielded_; },
+                      deadline_);
+    std::optional<std::size_t> i = wait_->take();
+    if (!i)
+      throw TimeoutError(std::to_string(fs_.size() - yielded_) + " (of " +
+                         std::to_string(fs_.size()) + ") futures unfinished");
+    ++yielded_;
+    return fs_[*i];
+  }
+
+  // An input iterator: each dereference takes the next future (blocking).
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = Future<T>;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = Future<T>;
+    iterator() = default;
+    iterator(AsCompletedFutures* a, bool sentinel) noexcept : a_(a), sentinel_(sentinel) {}
+    Future<T> operator*() const { return *a_->next(); }
+    iterator& operator++() noexcept { return *this; }
+    iterator operator++(int) noexcept { return *this; }
+    friend bool operator==(const iterator& x, const iterator& y) noexcept {
+      return x.at_end() == y.at_end();
+    }
+
+   private:
+    bool at_end() const noexcept { return sentinel_ || !a_ || a_->yielded_ == a_->fs_.size(); }
+    AsCompletedFutures* a_ = nullptr;
+    bool sentinel_ = false;
+  };
+  iterator begin() noexcept { return iterator(this, false); }
+  iterator end() noexcept { return iterator(this, true); }
+  std::size_t size() const noexcept { return fs_.size(); }
+
+ private:
+  std::vector<Future<T>> fs_;
+  std::unique_ptr<detail::BlockingWait> wait_;
+  std::int64_t deadline_;
+  std::size_t yielded_ = 0;
+};
+
+template <class Range>
+auto as_completed(Range&& futures, std::optional<std::chrono::duration<double>> timeout) {
+  using Fut = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
+  using T = typename Fut::value_type;
+  static_assert(std::is_same_v<Fut, Future<T>>,
+                "kettle::concurrent::as_completed takes kettle::Futures");
+  std::int64_t ns =
+      timeout ? detail::duration_ns(*timeout, "concurrent::as_completed()") : detail::kNeverNs;
+  std::int64_t deadline = ns >= detail::kNeverNs ? detail::kNeverNs : detail::now_ns() + ns;
+  return AsCompletedFutures<T>(detail::unique_futures<T>(futures), deadline);
+}
+
+}  // namespace concurrent
 
 }  // namespace kettle

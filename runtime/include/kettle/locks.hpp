@@ -70,7 +70,8 @@ class Lock : private detail::LoopBound {
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
 
-  // Waits until the lock is free, then takes it.
+  // Waits until the lock is free, then takes it; yields true, as asyncio's.
+  // Cancellation: the lock is not taken (a wake-up meant for this waiter passes on).
   [[nodiscard]] AcquireAwaiter acquire() noexcept;
   // RuntimeError if the lock is not held.
   void release();
@@ -96,7 +97,8 @@ class Event : private detail::LoopBound {
   // Wakes every waiter; later waits return at once until clear().
   void set();
   void clear() noexcept { value_ = false; }
-  // Waits until the event is set.
+  // Waits until the event is set; yields true.
+  // Cancellation: nothing is left behind.
   [[nodiscard]] WaitAwaiter wait() noexcept;
 
  private:
@@ -120,10 +122,12 @@ class Condition : private detail::LoopBound {
 
   // Releases the lock, waits to be notified, re-acquires the lock (even when cancelled:
   // the lock is held again when CancelledError comes out). RuntimeError if not holding it.
+  // Cancellation: a notification it had received passes to another waiter.
   Coro<bool> wait();
-  // Waits until predicate() is true; returns its last value.
+  // Waits until predicate() is true; returns its last value (as asyncio: the predicate's
+  // own result, not a bool).
   template <class Predicate>
-  Coro<bool> wait_for(Predicate predicate);
+  Coro<std::decay_t<std::invoke_result_t<Predicate&>>> wait_for(Predicate predicate);
   // Wakes up to n waiters / all of them. RuntimeError if the lock is not held.
   void notify(std::size_t n = 1);
   void notify_all();
@@ -149,7 +153,10 @@ class Semaphore : private detail::LoopBound {
 
   // Whether acquire() would have to wait.
   bool locked() const noexcept;
+  // Takes one unit, waiting while there is none; yields true, as asyncio's.
+  // Cancellation: no unit is taken (one handed to this waiter is given back).
   [[nodiscard]] AcquireAwaiter acquire() noexcept;
+  // ValueError if the value would overflow.
   virtual void release();
   [[nodiscard]] detail::ScopedAcquire<Semaphore> scoped() noexcept;
   long value() const noexcept { return value_; }
@@ -204,9 +211,10 @@ class Barrier {
 // ---------------------------------------------------------------------------------------
 // Implementation
 
-class Lock::AcquireAwaiter : private detail::WaitNode {
+class [[nodiscard]] Lock::AcquireAwaiter : private detail::WaitNode {
  public:
   explicit AcquireAwaiter(Lock& lock) noexcept : lock_(lock) {}
+  AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  // until awaited
   bool await_ready() {
     lock_.check_loop("Lock.acquire()");
     if (!lock_.locked_ && lock_.waiters_.all_cancelled()) {
@@ -219,8 +227,8 @@ class Lock::AcquireAwaiter : private detail::WaitNode {
     lock_.waiters_.push_back(*this);
     suspend(h);
   }
-  void await_resume() {
-    if (state() == State::idle) return;  // took the lock without waiting
+  bool await_resume() {
+    if (state() == State::idle) return true;  // took the lock without waiting
     lock_.waiters_.remove(*this);
     if (resumed_cancelled()) {
       // Keep the invariant: if the lock is free, the first waiter must be about to run.
@@ -228,6 +236,7 @@ class Lock::AcquireAwaiter : private detail::WaitNode {
       throw_cancelled();
     }
     lock_.locked_ = true;
+    return true;
   }
 
  private:
@@ -241,9 +250,10 @@ inline Lock::AcquireAwaiter Condition::acquire() noexcept {
   return lock_->acquire();
 }
 
-class Event::WaitAwaiter : private detail::WaitNode {
+class [[nodiscard]] Event::WaitAwaiter : private detail::WaitNode {
  public:
   explicit WaitAwaiter(Event& e) noexcept : e_(e) {}
+  WaitAwaiter(WaitAwaiter&&) noexcept = default;  // until awaited
   bool await_ready() {
     e_.check_loop("Event.wait()");
     return e_.value_;
@@ -267,9 +277,10 @@ inline Event::WaitAwaiter Event::wait() noexcept {
   return WaitAwaiter(*this);
 }
 
-class Semaphore::AcquireAwaiter : private detail::WaitNode {
+class [[nodiscard]] Semaphore::AcquireAwaiter : private detail::WaitNode {
  public:
   explicit AcquireAwaiter(Semaphore& s) noexcept : s_(s) {}
+  AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  // until awaited
   bool await_ready() {
     s_.check_loop("Semaphore.acquire()");
     if (!s_.locked()) {
@@ -282,8 +293,8 @@ class Semaphore::AcquireAwaiter : private detail::WaitNode {
     s_.waiters_.push_back(*this);
     suspend(h);
   }
-  void await_resume() {
-    if (state() == State::idle) return;
+  bool await_resume() {
+    if (state() == State::idle) return true;
     s_.waiters_.remove(*this);
     bool cancelled = resumed_cancelled();
     // Woken (value already taken for us) but cancelled: give it back.
@@ -292,6 +303,7 @@ class Semaphore::AcquireAwaiter : private detail::WaitNode {
     while (s_.value_ > 0)
       if (!s_.wake_up_next()) break;
     if (cancelled) throw_cancelled();
+    return true;
   }
 
  private:
@@ -305,13 +317,14 @@ inline Semaphore::AcquireAwaiter Semaphore::acquire() noexcept {
 namespace detail {
 // co_await x.scoped(): acquires, then hands out a Held<X>.
 template <class Primitive>
-class ScopedAcquire {
+class [[nodiscard]] ScopedAcquire {
  public:
   explicit ScopedAcquire(Primitive& p) noexcept : p_(p), inner_(p.acquire()) {}
+  ScopedAcquire(ScopedAcquire&&) noexcept = default;  // until awaited
   bool await_ready() { return inner_.await_ready(); }
   void await_suspend(std::coroutine_handle<> h) { inner_.await_suspend(h); }
   Held<Primitive> await_resume() {
-    inner_.await_resume();
+    (void)inner_.await_resume();
     return Held<Primitive>(&p_);
   }
 
@@ -332,11 +345,11 @@ inline detail::ScopedAcquire<Semaphore> Semaphore::scoped() noexcept {
 }
 
 template <class Predicate>
-Coro<bool> Condition::wait_for(Predicate predicate) {
-  bool result = static_cast<bool>(predicate());
+Coro<std::decay_t<std::invoke_result_t<Predicate&>>> Condition::wait_for(Predicate predicate) {
+  auto result = predicate();
   while (!result) {
     co_await wait();
-    result = static_cast<bool>(predicate());
+    result = predicate();
   }
   co_return result;
 }

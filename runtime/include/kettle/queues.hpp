@@ -124,6 +124,7 @@ class QueueImpl : private LoopBound {
   bool full() const noexcept { return maxsize_ > 0 && store_.size() >= std::size_t(maxsize_); }
 
   // Puts an item, waiting while the queue is full. QueueShutDown once shut down.
+  // Cancellation: the item is not inserted.
   [[nodiscard]] PutAwaiter put(T item) { return PutAwaiter(*this, std::move(item)); }
   // QueueFull if full, QueueShutDown if shut down.
   void put_nowait(T item) {
@@ -138,6 +139,7 @@ class QueueImpl : private LoopBound {
 
   // Takes an item, waiting while the queue is empty. QueueShutDown once shut down and
   // empty (at once after shutdown(immediate)).
+  // Cancellation: the item stays in the queue (at its head) for the next getter.
   [[nodiscard]] GetAwaiter get() noexcept { return GetAwaiter(*this); }
   // QueueEmpty if empty (QueueShutDown if also shut down).
   T get_nowait() {
@@ -157,7 +159,7 @@ class QueueImpl : private LoopBound {
     if (unfinished_ == 0) throw ValueError("task_done() called too many times");
     if (--unfinished_ == 0) finished_.set();
   }
-  // Waits until every item put has had its task_done().
+  // Waits until every item put has had its task_done(). Cancellation: nothing left behind.
   [[nodiscard]] Event::WaitAwaiter join() {
     check_loop("Queue.join()");
     return finished_.wait();
@@ -238,10 +240,10 @@ class QueueImpl : private LoopBound {
 // put(): inserts at once when there is room (no coroutine frame); otherwise runs the
 // waiting loop as a coroutine.
 template <class T, class Store>
-class QueueImpl<T, Store>::PutAwaiter {
+class [[nodiscard]] QueueImpl<T, Store>::PutAwaiter {
  public:
   PutAwaiter(QueueImpl& q, T item) : q_(q), item_(std::move(item)) {}
-  PutAwaiter(const PutAwaiter&) = delete;
+  PutAwaiter(PutAwaiter&&) = default;  // until awaited
   PutAwaiter& operator=(const PutAwaiter&) = delete;
 
   bool await_ready() {
@@ -267,10 +269,10 @@ class QueueImpl<T, Store>::PutAwaiter {
 };
 
 template <class T, class Store>
-class QueueImpl<T, Store>::GetAwaiter {
+class [[nodiscard]] QueueImpl<T, Store>::GetAwaiter {
  public:
   explicit GetAwaiter(QueueImpl& q) noexcept : q_(q) {}
-  GetAwaiter(const GetAwaiter&) = delete;
+  GetAwaiter(GetAwaiter&&) = default;  // until awaited
   GetAwaiter& operator=(const GetAwaiter&) = delete;
 
   bool await_ready() {

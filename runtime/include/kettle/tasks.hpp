@@ -36,10 +36,12 @@
 #include <vector>
 
 #include "kettle/coro.hpp"
+#include "kettle/detail/durations.hpp"
 #include "kettle/detail/future_core.hpp"
 #include "kettle/detail/task_state.hpp"
 #include "kettle/detail/timer_heap.hpp"
 #include "kettle/exceptions.hpp"
+#include "kettle/futures.hpp"
 
 namespace kettle {
 
@@ -48,23 +50,26 @@ template <class T, bool Take>
 class FutureAwaiter;
 }
 
+// Every method of an empty TaskRef or Task (default-constructed or moved from) raises
+// InvalidStateError, and so does awaiting one.
 class TaskRef {
  public:
   TaskRef() noexcept = default;
 
-  bool done() const noexcept { return state_->done(); }
+  bool done() const { return core().done(); }
   // True only if CancelledError actually left the coroutine (or it never started).
-  bool cancelled() const noexcept { return state_->cancelled(); }
+  bool cancelled() const { return core().cancelled(); }
   // Requests cancellation: CancelledError(msg) is thrown where the task is suspended.
-  // False if the task is already done.
-  bool cancel(std::string_view msg = {}) { return state_->cancel(msg); }
-  std::uint32_t cancelling() const noexcept { return state_->cancelling(); }
-  std::uint32_t uncancel() noexcept { return state_->uncancel(); }
-  std::string get_name() const { return state_->get_name(); }
-  void set_name(std::string name) { state_->set_name(std::move(name)); }
+  // False if the task is already done. While an earlier request is on its way to the
+  // task, a second one only counts (cancelling()): the first one's message is raised.
+  bool cancel(std::string_view msg = {}) { return core().cancel(msg); }
+  std::uint32_t cancelling() const { return core().cancelling(); }
+  std::uint32_t uncancel() { return core().uncancel(); }
+  std::string get_name() const { return core().get_name(); }
+  void set_name(std::string name) { core().set_name(std::move(name)); }
   // The exception the task failed with, null if it succeeded; InvalidStateError while
   // pending, CancelledError if cancelled.
-  std::exception_ptr exception() const { return state_->exception(); }
+  std::exception_ptr exception() const { return core().exception(); }
 
   explicit operator bool() const noexcept { return bool(state_); }
   friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept {
@@ -79,6 +84,11 @@ class TaskRef {
   detail::TaskBase* state() const noexcept { return state_.get(); }
 
  protected:
+  detail::TaskBase& core() const {
+    if (!state_) [[unlikely]]
+      detail::throw_empty_future("Task");
+    return *state_;
+  }
   detail::CoreRef<detail::TaskBase> state_;
 };
 
@@ -90,8 +100,8 @@ class Task : public TaskRef {
 
   // The result; InvalidStateError while pending, CancelledError if cancelled, the task's
   // exception if it failed. On an rvalue the value is moved out.
-  decltype(auto) result() & { return detail::future_ref<T>(state_.get()); }
-  decltype(auto) result() && { return detail::future_take<T>(state_.get(), state_->refs() == 1); }
+  decltype(auto) result() & { return detail::future_ref<T>(&core()); }
+  decltype(auto) result() && { return detail::future_take<T>(&core(), state_->refs() == 1); }
 
   // fn(Task<T>&) or fn(), called through the loop once the task is done.
   template <class F>
@@ -108,19 +118,31 @@ class Task : public TaskRef {
 // Schedules `coro` on the running loop. RuntimeError if no loop is running on this thread.
 template <class T>
 Task<T> create_task(Coro<T> coro, std::string name = {});
+// The same for any other kettle awaitable (q.get(), lock.acquire(), ev.wait(), sleep(d),
+// wait_for(...), a Future, ...): a task that awaits it. Tasks and gathers are tasks already
+// (compile-time error: use them as they are, or ensure_future).
+template <class Aw>
+requires(!std::is_base_of_v<TaskRef, std::remove_cvref_t<Aw>>) auto create_task(
+    Aw&& aw, std::string name = {});
+
+// asyncio.ensure_future: a Task or LoopFuture as it is; a Coro or any other awaitable
+// becomes a Task.
+template <class Aw>
+auto ensure_future(Aw&& aw);
 
 // The task running on this thread (empty outside a task).
 TaskRef current_task();
 // Every task of the running loop that has not finished.
 std::vector<TaskRef> all_tasks();
 
-// sleep(d): suspends the current task for d (≤ 0 acts as 0). sleep(0) yields: every
-// other ready task runs once before this one resumes. Cancelling the task disarms the
-// timer at once.
+// sleep(d): suspends the current task for d (≤ 0 acts as 0; longer than 100 years means
+// forever; NaN is ValueError). sleep(0) yields: every other ready task runs once before
+// this one resumes.
+// Cancellation: the timer is disarmed at once; nothing is left behind.
 class SleepAwaiter;
 template <class Rep, class Period>
-SleepAwaiter sleep(std::chrono::duration<Rep, Period> d) noexcept;
-SleepAwaiter sleep(double seconds) noexcept;
+SleepAwaiter sleep(std::chrono::duration<Rep, Period> d);
+SleepAwaiter sleep(double seconds);
 
 // ---------------------------------------------------------------------------------------
 // gather
@@ -171,16 +193,16 @@ class Result {
 // A loop-local future (asyncio.Future) made by gather() or shield(): awaitable by any
 // number of tasks, cancellable, inspectable.
 template <class R>
-class LoopFuture {
+class [[nodiscard]] LoopFuture {
  public:
   // gather: false once done; otherwise cancels every unfinished child and returns whether
   // any child took the request. shield: cancels the outer future only.
-  bool cancel(std::string_view msg = {}) { return state_->cancel(msg); }
-  bool done() const noexcept { return state_->done(); }
-  bool cancelled() const noexcept { return state_->cancelled(); }
-  std::exception_ptr exception() const { return state_->exception(); }
-  decltype(auto) result() & { return detail::future_ref<R>(state_.get()); }
-  R result() && { return detail::future_take<R>(state_.get(), state_->refs() == 1); }
+  bool cancel(std::string_view msg = {}) { return core().cancel(msg); }
+  bool done() const { return core().done(); }
+  bool cancelled() const { return core().cancelled(); }
+  std::exception_ptr exception() const { return core().exception(); }
+  decltype(auto) result() & { return detail::future_ref<R>(&core()); }
+  R result() && { return detail::future_take<R>(&core(), state_->refs() == 1); }
 
   detail::FutureAwaiter<R, false> operator co_await() & noexcept;
   detail::FutureAwaiter<R, true> operator co_await() && noexcept;
@@ -193,6 +215,11 @@ class LoopFuture {
   detail::FutureCore* state() const noexcept { return state_.get(); }
 
  private:
+  detail::FutureCore& core() const {
+    if (!state_) [[unlikely]]
+      detail::throw_empty_future("LoopFuture");
+    return *state_;
+  }
   detail::CoreRef<detail::FutureCore> state_;
 };
 
@@ -215,11 +242,6 @@ auto gather(return_exceptions_t, Aws&&... aws);
 // the task awaiting it, does not cancel aw; the awaiting task still sees CancelledError.
 template <class Aw>
 auto shield(Aw&& aw);
-
-enum class ReturnWhen : std::uint8_t { first_completed, first_exception, all_completed };
-inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::first_completed;
-inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::first_exception;
-inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
 
 template <class Fut>
 struct WaitResult {
@@ -256,9 +278,15 @@ class FutureAwaiter : private Waiter, private CancelHook {
   explicit FutureAwaiter(FutureCore* f) noexcept : Waiter(&on_done), CancelHook{&hook}, f_(f) {}
   FutureAwaiter(const FutureAwaiter&) = delete;
   FutureAwaiter& operator=(const FutureAwaiter&) = delete;
-  ~FutureAwaiter() { f_->remove_waiter(*this); }
+  ~FutureAwaiter() {
+    if (f_) f_->remove_waiter(*this);
+  }
 
-  bool await_ready() const noexcept { return f_->done(); }
+  bool await_ready() const {
+    if (!f_) [[unlikely]]
+      throw_empty_future("Task or future");
+    return f_->done();
+  }
 
   void await_suspend(std::coroutine_handle<> h) {
     TaskBase& t = current_task_for_await();
@@ -350,13 +378,14 @@ CoreRef<FutureCore> ensure_future(LoopCore& loop, Aw&& aw) {
   FutureCore* f;
   if constexpr (std::is_base_of_v<TaskRef, A>) {
     f = aw.state();
-    if (!f) throw RuntimeError("cannot await an empty Task");
+    if (!f) throw_empty_future("Task");
     if (f->loop() != &loop) throw_foreign_loop();
     f->add_ref();
   } else if constexpr (requires {
                          { aw.state() } -> std::convertible_to<FutureCore*>;
                        }) {
     f = aw.state();
+    if (!f) throw_empty_future("LoopFuture");
     if (f->loop() != &loop) throw_foreign_loop();
     f->add_ref();
   } else if constexpr (requires { typename A::promise_type; }) {
@@ -395,11 +424,11 @@ template <class R>
 template <class F>
 void LoopFuture<R>::add_done_callback(F&& fn) {
   if constexpr (std::is_invocable_v<std::decay_t<F>&, LoopFuture<R>&>) {
-    state_->add_done_callback([self = *this, f = std::forward<F>(fn)]() mutable { f(self); });
+    core().add_done_callback([self = *this, f = std::forward<F>(fn)]() mutable { f(self); });
   } else {
     static_assert(std::is_invocable_v<std::decay_t<F>&>,
                   "kettle: a done callback takes the future (LoopFuture<R>&) or nothing");
-    state_->add_done_callback(std::function<void()>(std::forward<F>(fn)));
+    core().add_done_callback(std::function<void()>(std::forward<F>(fn)));
   }
 }
 
@@ -407,11 +436,11 @@ template <class T>
 template <class F>
 void Task<T>::add_done_callback(F&& fn) {
   if constexpr (std::is_invocable_v<std::decay_t<F>&, Task<T>&>) {
-    state_->add_done_callback([self = *this, f = std::forward<F>(fn)]() mutable { f(self); });
+    core().add_done_callback([self = *this, f = std::forward<F>(fn)]() mutable { f(self); });
   } else {
     static_assert(std::is_invocable_v<std::decay_t<F>&>,
                   "kettle: a done callback takes the Task (Task<T>&) or nothing");
-    state_->add_done_callback(std::function<void()>(std::forward<F>(fn)));
+    core().add_done_callback(std::function<void()>(std::forward<F>(fn)));
   }
 }
 
@@ -420,7 +449,30 @@ Task<T> create_task(Coro<T> coro, std::string name) {
   return detail::make_task(detail::running_loop_core(), std::move(coro), std::move(name));
 }
 
-class SleepAwaiter : private detail::CancelHook {
+template <class Aw>
+requires(!std::is_base_of_v<TaskRef, std::remove_cvref_t<Aw>>) auto create_task(Aw&& aw,
+                                                                                std::string name) {
+  static_assert(
+      !requires { aw.state()->refs(); },
+      "kettle::create_task: this is a loop future already (a gather or a shield); "
+      "await it as it is, or use ensure_future()");
+  using T = detail::await_value_t<Aw>;
+  return detail::make_task(detail::running_loop_core(),
+                           detail::await_as_coro<T>(std::forward<Aw>(aw)), std::move(name));
+}
+
+template <class Aw>
+auto ensure_future(Aw&& aw) {
+  using A = std::remove_cvref_t<Aw>;
+  if constexpr (std::is_base_of_v<TaskRef, A> || requires { aw.state()->refs(); }) {
+    if (!aw.state()) detail::throw_empty_future("Task");
+    return A(aw);
+  } else {
+    return create_task(std::forward<Aw>(aw));
+  }
+}
+
+class [[nodiscard]] SleepAwaiter : private detail::CancelHook {
  public:
   explicit SleepAwaiter(std::int64_t ns) noexcept : CancelHook{&hook} { node_.when = ns; }
   // Movable until awaited (gather may take a sleep by value).
@@ -472,18 +524,12 @@ class SleepAwaiter : private detail::CancelHook {
 };
 
 template <class Rep, class Period>
-SleepAwaiter sleep(std::chrono::duration<Rep, Period> d) noexcept {
-  if (d <= d.zero()) return SleepAwaiter(0);
-  using namespace std::chrono;
-  // Round up so that a sleep never ends early, and saturate instead of overflowing.
-  if (duration<double>(d) >= duration<double>(hours(24 * 365 * 100)))
-    return SleepAwaiter(duration_cast<nanoseconds>(hours(24 * 365 * 100)).count());
-  return SleepAwaiter(ceil<nanoseconds>(d).count());
+SleepAwaiter sleep(std::chrono::duration<Rep, Period> d) {
+  if (d <= d.zero()) return SleepAwaiter(0);  // (false for NaN, which duration_ns refuses)
+  return SleepAwaiter(detail::duration_ns(d, "sleep()"));
 }
 
-inline SleepAwaiter sleep(double seconds) noexcept {
-  // NaN sleeps zero, like a negative delay.
-  if (!(seconds > 0)) return SleepAwaiter(0);
+inline SleepAwaiter sleep(double seconds) {
   return sleep(std::chrono::duration<double>(seconds));
 }
 

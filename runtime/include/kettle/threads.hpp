@@ -34,7 +34,7 @@
 namespace kettle {
 
 template <class F, class... Args>
-auto to_thread(F&& fn, Args&&... args);
+[[nodiscard]] auto to_thread(F&& fn, Args&&... args);
 
 template <class Executor, class F, class... Args>
 auto run_in_executor(Executor* executor, F&& fn, Args&&... args);
@@ -67,7 +67,7 @@ struct ThreadsafeBridge {
 }  // namespace detail
 
 template <class F, class... Args>
-auto to_thread(F&& fn, Args&&... args) {
+[[nodiscard]] auto to_thread(F&& fn, Args&&... args) {
   detail::check_closure_for_gcc12<F>();
   return get_running_loop().default_executor().submit(std::forward<F>(fn),
                                                       std::forward<Args>(args)...);

@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "kettle/coro.hpp"
+#include "kettle/detail/durations.hpp"
 #include "kettle/detail/future_core.hpp"
 #include "kettle/detail/task_state.hpp"
 #include "kettle/event_loop.hpp"
@@ -67,6 +68,7 @@ class Timeout {
   // Moves the deadline (none: no deadline); only while the body runs.
   void reschedule(std::optional<double> when);
   void reschedule(std::optional<clock::time_point> when);
+  void reschedule(std::nullopt_t) { reschedule(std::optional<clock::time_point>()); }
   // Whether the deadline passed while the body ran.
   bool expired() const noexcept { return state_ == State::expiring || state_ == State::expired; }
 
@@ -78,6 +80,11 @@ class Timeout {
     std::int64_t ns;
   };
   explicit Timeout(Relative rel) noexcept;
+  // A deadline at `ns` on the steady clock (already saturated).
+  struct At {
+    std::int64_t ns;
+  };
+  explicit Timeout(At at) noexcept;
   void enter() {
     if (relative_mode_ && state_ == State::created) [[likely]]
       enter_relative();
@@ -97,6 +104,11 @@ class Timeout {
   }
 
  private:
+  template <class, bool>
+  friend class detail::TimeoutAwaiter;
+  // Only before it is entered (a wait_for moved into create_task, say).
+  Timeout(Timeout&& o) noexcept;
+
   struct Fire final : detail::Runnable {
     Timeout* owner;
     void run() noexcept override { owner->on_timeout(); }
@@ -107,6 +119,7 @@ class Timeout {
   bool exit_slow() noexcept;
   void arm();
   void disarm() noexcept;
+  void reschedule_ns(std::optional<std::int64_t> when);
   void on_timeout() noexcept;
 
   std::optional<std::int64_t> when_;  // steady_clock ns
@@ -122,7 +135,8 @@ class Timeout {
   Handle soon_;  // a deadline already due fires through the ready queue, as asyncio does
 };
 
-// asyncio.timeout(delay) / timeout(None) / timeout_at(when) / timeout_at(None).
+// asyncio.timeout(delay) / timeout(None) / timeout_at(when) / timeout_at(None). A delay or
+// deadline more than 100 years away means none; NaN is ValueError.
 template <class Rep, class Period>
 Timeout timeout(std::chrono::duration<Rep, Period> delay);
 Timeout timeout(double delay_seconds);
@@ -165,15 +179,42 @@ decltype(auto) get_awaiter(Aw& aw) {
     return static_cast<Aw&>(aw);
 }
 
-// Holds the awaitable and the awaiter it makes.
+// Builds a non-movable awaiter in place (optional::emplace through a conversion that
+// returns the prvalue, which is then not moved).
+template <class F>
+struct InPlace {
+  F make;
+  operator decltype(std::declval<F&>()())() { return make(); }
+};
+template <class F>
+InPlace(F) -> InPlace<F>;
+
+// Holds the awaitable and, once awaiting starts, the awaiter it makes. Movable until then,
+// so that a combinator holding it can itself be moved (into create_task, say).
 template <class Aw>
 struct AwaitableSlot {
   using Stored = std::remove_cvref_t<Aw>;
-  using AwaiterT = std::remove_reference_t<decltype(get_awaiter(std::declval<Stored&>()))>;
+  static constexpr bool makes_awaiter = requires(Stored & s) { std::move(s).operator co_await(); };
+  using Made = std::remove_reference_t<decltype(get_awaiter(std::declval<Stored&>()))>;
+
   template <class A>
-  explicit AwaitableSlot(A&& a) : stored(std::forward<A>(a)), awaiter(get_awaiter(stored)) {}
+  explicit AwaitableSlot(A&& a) : stored(std::forward<A>(a)) {}
+  AwaitableSlot(AwaitableSlot&& o) : stored(std::move(o.stored)) {}
+
+  void start() {
+    if constexpr (makes_awaiter)
+      if (!made) made.emplace(InPlace{[this]() -> Made { return get_awaiter(stored); }});
+  }
+  auto& awaiter() noexcept {
+    if constexpr (makes_awaiter)
+      return *made;
+    else
+      return stored;
+  }
+
   Stored stored;
-  std::conditional_t<std::is_same_v<AwaiterT, Stored>, Stored&, AwaiterT> awaiter;
+  struct None {};
+  [[no_unique_address]] std::conditional_t<makes_awaiter, std::optional<Made>, None> made;
 };
 
 template <class A>
@@ -188,7 +229,7 @@ inline constexpr bool is_shared_future_v = requires(A& a) {
 struct Immediate {};  // wait_for with a timeout <= 0
 
 template <class Aw, bool Owned>
-class TimeoutAwaiter {
+class [[nodiscard]] TimeoutAwaiter {
   using Slot = AwaitableSlot<Aw>;
   using Stored = typename Slot::Stored;
 
@@ -203,13 +244,19 @@ class TimeoutAwaiter {
   }
   template <class A>
   requires(!Owned) TimeoutAwaiter(A&& aw, Timeout& cm) : slot_(std::forward<A>(aw)), cm_(cm) {}
-  TimeoutAwaiter(const TimeoutAwaiter&) = delete;
+  // Movable until awaited.
+  TimeoutAwaiter(TimeoutAwaiter&& o)
+      : slot_(std::move(o.slot_)),
+        cm_(std::forward<Cm>(o.cm_)),
+        immediate_(o.immediate_),
+        immediate_timed_out_(o.immediate_timed_out_) {}
   TimeoutAwaiter& operator=(const TimeoutAwaiter&) = delete;
 
   bool await_ready() {
+    slot_.start();
     if (immediate_) return immediate_ready();
     cm_.enter();
-    return slot_.awaiter.await_ready();
+    return slot_.awaiter().await_ready();
   }
 
   auto await_suspend(std::coroutine_handle<> h) {
@@ -226,9 +273,9 @@ class TimeoutAwaiter {
 
   decltype(auto) await_resume() {
     bool convert = immediate_ ? immediate_timed_out_ : cm_.exit();
-    if (!convert) return slot_.awaiter.await_resume();
+    if (!convert) return slot_.awaiter().await_resume();
     try {
-      return slot_.awaiter.await_resume();
+      return slot_.awaiter().await_resume();
     } catch (const CancelledError&) {
       throw_timeout_error();
     }
@@ -250,37 +297,35 @@ class TimeoutAwaiter {
     }
   }
 
+  using SuspendResult =
+      decltype(std::declval<Slot&>().awaiter().await_suspend(std::coroutine_handle<>()));
   static constexpr bool returns_handle =
-      !std::is_void_v<decltype(std::declval<Slot&>().awaiter.await_suspend(
-          std::coroutine_handle<>()))> &&
-      !std::is_same_v<
-          decltype(std::declval<Slot&>().awaiter.await_suspend(std::coroutine_handle<>())), bool>;
+      !std::is_void_v<SuspendResult> && !std::is_same_v<SuspendResult, bool>;
 
   // Suspends in the inner awaitable; arms the deadline if it really suspended.
   auto suspend_inner(std::coroutine_handle<> h, bool arm) {
-    using R = decltype(slot_.awaiter.await_suspend(h));
+    using R = SuspendResult;
     if constexpr (std::is_void_v<R>) {
-      slot_.awaiter.await_suspend(h);
+      slot_.awaiter().await_suspend(h);
       if (arm) cm_.on_suspend();
       return true;
     } else if constexpr (std::is_same_v<R, bool>) {
-      bool suspended = slot_.awaiter.await_suspend(h);
+      bool suspended = slot_.awaiter().await_suspend(h);
       if (suspended && arm) cm_.on_suspend();
       return suspended;
     } else {
-      auto next = slot_.awaiter.await_suspend(h);
+      auto next = slot_.awaiter().await_suspend(h);
       if (arm) cm_.on_suspend();
       return next;
     }
   }
 
+  using Cm = std::conditional_t<Owned, Timeout, Timeout&>;
   Slot slot_;
-  std::conditional_t<Owned, Timeout, Timeout&> cm_;
+  Cm cm_;
   bool immediate_ = false;
   bool immediate_timed_out_ = false;
 };
-
-std::int64_t to_ns(Timeout::clock::time_point t) noexcept;
 
 }  // namespace detail
 
@@ -291,31 +336,25 @@ detail::TimeoutAwaiter<Aw, false> Timeout::run(Aw&& body) {
 
 template <class Rep, class Period>
 Timeout timeout(std::chrono::duration<Rep, Period> delay) {
-  return Timeout(Timeout::clock::now() +
-                 std::chrono::duration_cast<Timeout::clock::duration>(delay));
+  return Timeout(Timeout::At{detail::now_ns() + detail::duration_ns(delay, "timeout()")});
 }
 
 template <class Rep, class Period, class Aw>
 detail::TimeoutAwaiter<Aw, true> timeout(std::chrono::duration<Rep, Period> delay, Aw&& body) {
   return detail::TimeoutAwaiter<Aw, true>(
       std::forward<Aw>(body),
-      Timeout::clock::now() + std::chrono::duration_cast<Timeout::clock::duration>(delay));
+      Timeout::At{detail::now_ns() + detail::duration_ns(delay, "timeout()")});
 }
 
 template <class Aw, class Rep, class Period>
 detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, std::chrono::duration<Rep, Period> t) {
-  using namespace std::chrono;
-  if (t <= t.zero())
-    return detail::TimeoutAwaiter<Aw, true>(std::forward<Aw>(aw), detail::Immediate{});
-  std::int64_t ns = duration<double>(t) >= duration<double>(hours(24 * 365 * 100))
-                        ? duration_cast<nanoseconds>(hours(24 * 365 * 100)).count()
-                        : ceil<nanoseconds>(t).count();
+  std::int64_t ns = detail::duration_ns(t, "wait_for()");
+  if (ns <= 0) return detail::TimeoutAwaiter<Aw, true>(std::forward<Aw>(aw), detail::Immediate{});
   return detail::TimeoutAwaiter<Aw, true>(std::forward<Aw>(aw), Timeout::Relative{ns});
 }
 
 template <class Aw>
 detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, double seconds) {
-  if (!(seconds > 0)) return wait_for(std::forward<Aw>(aw), std::chrono::nanoseconds(0));
   return wait_for(std::forward<Aw>(aw), std::chrono::duration<double>(seconds));
 }
 

@@ -14,6 +14,7 @@
 // task's next suspension point instead: neither the result nor the cancellation is lost.
 #pragma once
 
+#include <atomic>
 #include <coroutine>
 #include <exception>
 #include <memory>
@@ -69,15 +70,25 @@ auto unpack_result(Tuple&& t) {
     return std::forward<Tuple>(t);
 }
 
-// Shared by the awaiter and the completion handler, which may outlive the awaiter.
+// Shared by the awaiter and the completion handler, which may outlive the awaiter. An
+// operation that completes on another thread (asio::post to a thread pool, an I/O object of
+// another io_context) reaches the task through the loop's gate, as this runnable.
 template <class... Args>
-struct AsioOpState {
+struct AsioOpState final : Runnable {
   std::optional<std::tuple<std::decay_t<Args>...>> result;
   asio::cancellation_signal signal;
   TaskBase* task = nullptr;
-  LoopCore* loop = nullptr;
+  std::shared_ptr<LoopGate> gate;
+  std::shared_ptr<AsioOpState> self;   // keeps this alive while it travels through the gate
+  std::atomic<bool> completed{false};  // the handler ran (it may run on another thread)
   bool cancel_requested = false;
-  bool abandoned = false;  // the awaiting coroutine is gone
+  bool abandoned = false;  // the awaiting coroutine is gone (loop thread only)
+
+  void run() noexcept override {
+    auto keep = std::move(self);
+    if (!abandoned) task->wake();
+  }
+  void drop() noexcept override { self.reset(); }  // the loop closed on the way
 };
 
 template <class... Args>
@@ -86,11 +97,13 @@ struct AsioHandler {
   void operator()(Args... args) {
     auto& s = *st;
     s.result.emplace(std::move(args)...);
-    if (s.abandoned) return;
-    if (tls_loop == s.loop)
-      s.loop->schedule(s.task);
-    else
-      s.loop->gate->post(s.task);  // an operation that completes on another thread
+    s.completed.store(true, std::memory_order_release);
+    if (s.gate->leads_to(tls_loop)) {  // on the loop's own thread (the usual case)
+      if (!s.abandoned) s.task->wake();
+      return;
+    }
+    s.self = st;
+    if (!s.gate->post(&s)) s.self.reset();  // the loop is closed: nobody waits any more
   }
 };
 
@@ -109,7 +122,8 @@ class AsioAwaiter : private CancelHook {
       : CancelHook{&hook}, init_(std::move(o.init_)), args_(std::move(o.args_)) {}
   AsioAwaiter& operator=(const AsioAwaiter&) = delete;
   ~AsioAwaiter() {
-    if (st_ && !st_->result) {  // destroyed while the operation runs: stop it, detach
+    // Destroyed while the operation runs (its task was dropped): stop it, detach.
+    if (st_ && !st_->completed.load(std::memory_order_acquire)) {
       st_->abandoned = true;
       st_->signal.emit(asio::cancellation_type::terminal);
     }
@@ -121,7 +135,7 @@ class AsioAwaiter : private CancelHook {
     TaskBase& t = current_task_for_await();
     st_ = std::make_shared<State>();
     st_->task = &t;
-    st_->loop = tls_loop;
+    st_->gate = tls_loop->gate;
     auto handler = asio::bind_cancellation_slot(st_->signal.slot(), AsioHandler<Args...>{st_});
     std::apply([&](auto&... a) { std::move(init_)(std::move(handler), std::move(a)...); }, args_);
     t.suspend(h, this);
@@ -157,7 +171,8 @@ class AsioAwaiter : private CancelHook {
   static bool hook(CancelHook* h) {
     auto* a = static_cast<AsioAwaiter*>(h);
     State& s = *a->st_;
-    if (s.result) return false;  // completed already: the task throws when it runs
+    if (s.completed.load(std::memory_order_acquire))
+      return false;  // completed already: the task throws when it runs
     s.cancel_requested = true;
     s.signal.emit(asio::cancellation_type::terminal);
     return true;

@@ -70,7 +70,9 @@ class FutureCore : public Runnable {
   void add_waiter(Waiter& w) noexcept;
   void remove_waiter(Waiter& w) noexcept;
 
-  // Done callbacks (asyncio: add_done_callback). Run through the loop, never inline.
+  // Done callbacks (asyncio: add_done_callback). Run through the loop, never inline, in
+  // the order they and the awaiting tasks registered: a callback added before a task
+  // started awaiting has run when that task resumes.
   void add_done_callback(std::function<void()> fn);
 
   LoopCore* loop() const noexcept { return anchor_->loop; }
@@ -90,7 +92,7 @@ class FutureCore : public Runnable {
 
  protected:
   explicit FutureCore(LoopCore& loop) noexcept : anchor_(loop.anchor) { anchor_->add_ref(); }
-  virtual ~FutureCore();
+  virtual ~FutureCore();  // drops the done callbacks that never ran
 
   // Where the failure (or, when cancelled, the CancelledError) is kept.
   virtual std::exception_ptr& exception_slot() noexcept = 0;
@@ -105,15 +107,6 @@ class FutureCore : public Runnable {
   // Tells the waiters the loop is closing and drops the callbacks (the loop is closing).
   void abandon() noexcept;
 
-  struct Extras {
-    std::vector<std::function<void()>> callbacks;
-    std::string name;            // tasks: set_name()
-    std::string cancel_message;  // tasks: the last cancel(msg)
-    bool has_name = false;
-  };
-  Extras& extras();
-  Extras* extras_if_any() const noexcept { return extras_.get(); }
-
  private:
   void destroy() noexcept;
   void complete(State s) noexcept;
@@ -121,7 +114,6 @@ class FutureCore : public Runnable {
 
   LoopAnchor* anchor_;
   Waiter* tail_ = nullptr;
-  std::unique_ptr<Extras> extras_;
 
  protected:
   std::uint32_t refs_ = 1;
@@ -156,6 +148,9 @@ class CoreRef {
  private:
   Core* c_ = nullptr;
 };
+
+// InvalidStateError for an empty (default-constructed or moved-from) handle.
+[[noreturn]] void throw_empty_future(const char* what);
 
 template <class T>
 decltype(auto) future_ref(FutureCore* c) {

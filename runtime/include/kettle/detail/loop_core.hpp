@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 
 #include "kettle/detail/ready_queue.hpp"
 #include "kettle/detail/timer_heap.hpp"
@@ -33,24 +32,28 @@ struct LoopAnchor {
   }
 };
 
-// How other threads reach a loop (future completions, call_soon_threadsafe): posting goes
-// through the gate, which the loop shuts when it is destroyed, so that a late completion
-// never touches a dead loop.
+// How other threads reach a loop (future completions, call_soon_threadsafe, Asio
+// completions on other threads). A post pushes onto the loop's inbox, which the loop
+// drains into its ready queue at every iteration. close() shuts the gate, then drains:
+// after that no post gets in, so a late completion never touches a closed or dead loop.
 class LoopGate {
  public:
-  explicit LoopGate(EventLoop* loop) noexcept : loop_(loop) {}
-  // Schedules r on the loop from any thread; false if the loop is gone.
+  explicit LoopGate(LoopCore* loop) noexcept : loop_(loop) {}
+  // Schedules r on the loop, from any thread (from the loop's own running thread, straight
+  // onto the ready queue). False if the loop is closed: r was not taken.
   bool post(Runnable* r);
-  // Runs fn on the loop, from any thread; false (fn dropped) if the loop is gone.
+  // Runs fn on the loop, from any thread; false (fn dropped) if the loop is closed.
   bool post_callback(std::function<void()> fn);
-  void shut() noexcept {
-    std::lock_guard lock(mutex_);
-    loop_ = nullptr;
+  // Whether `l` is this gate's loop and it is still open.
+  bool leads_to(const LoopCore* l) const noexcept {
+    return l && loop_.load(std::memory_order_relaxed) == l;
   }
+  // No post gets in once this returns (the loop is closing).
+  void shut() noexcept;
 
  private:
-  std::mutex mutex_;
-  EventLoop* loop_;
+  std::atomic<LoopCore*> loop_;
+  std::atomic<std::uint32_t> posting_{0};  // posts between their check and their push
 };
 
 // A hint to the CPU inside a spin-wait loop.
@@ -73,7 +76,7 @@ class LoopCore {
   explicit LoopCore(EventLoop& owner)
       : owner(owner),
         anchor(new LoopAnchor{this, 1}),
-        gate(std::make_shared<LoopGate>(&owner)),
+        gate(std::make_shared<LoopGate>(this)),
         id(next_id()) {}
   LoopCore(const LoopCore&) = delete;
   LoopCore& operator=(const LoopCore&) = delete;
@@ -86,14 +89,45 @@ class LoopCore {
   void schedule(Runnable* r) { ready.push(r); }
 
   // While tasks are ready, the io_context is polled once every this many iterations, so
-  // that a busy loop still sees I/O and cross-thread posts without a syscall per
-  // iteration (tokio uses 61 for the same reason).
+  // that a busy loop still sees I/O without a syscall per iteration (tokio uses 61 for the
+  // same reason).
   static constexpr unsigned kIoInterval = 61;
 
-  // sleep(0) with nothing else ready, no timer armed, no I/O poll due and no stop
-  // requested is a no-op: yielding would only come straight back to the same task.
+  // sleep(0) with nothing else ready, no timer armed, nothing posted from another thread,
+  // no I/O poll due and no stop requested is a no-op: yielding would only come straight
+  // back to the same task.
   bool yield_is_noop() noexcept {
-    return ready.empty() && timers.empty() && !stopping && ++io_tick < kIoInterval;
+    return ready.empty() && timers.empty() && !stopping && !inbox_pending() &&
+           ++io_tick < kIoInterval;
+  }
+
+  // The inbox: what other threads posted (LoopGate::post), a lock-free stack that the loop
+  // takes whole and reverses, so that posts from one thread keep their order.
+  struct InboxNode {
+    Runnable* r;
+    InboxNode* next;
+  };
+  bool inbox_pending() const noexcept { return inbox.load(std::memory_order_relaxed) != nullptr; }
+  // From any thread, through the gate. Wakes the loop if it may be blocked.
+  void inbox_push(Runnable* r);
+  // Moves what was posted onto the ready queue (or to f, when the loop closes).
+  template <class F>
+  void inbox_take(F&& f) {
+    InboxNode* n = inbox.exchange(nullptr, std::memory_order_acquire);
+    InboxNode* fifo = nullptr;
+    while (n) {
+      InboxNode* next = n->next;
+      n->next = fifo;
+      fifo = n;
+      n = next;
+    }
+    while (fifo) {
+      InboxNode* next = fifo->next;
+      Runnable* r = fifo->r;
+      delete fifo;
+      fifo = next;
+      f(r);
+    }
   }
 
   EventLoop& owner;
@@ -102,6 +136,7 @@ class LoopCore {
   const std::uint64_t id;  // never reused, unlike the loop's address
   ReadyQueue ready;
   TimerHeap timers;
+  std::atomic<InboxNode*> inbox{nullptr};
   TaskBase* current_task = nullptr;
   TaskBase* tasks_head = nullptr;  // every pending task (intrusive list, see TaskBase)
   std::uint32_t next_task_id = 1;

@@ -12,6 +12,11 @@ decltype(auto) EventLoop::run_until_complete(Aw&& aw) {
   check_open();
   check_can_run();
   using T = detail::await_value_t<Aw>;
+  if constexpr (requires { aw.state()->loop(); }) {
+    if (aw.state() && aw.state()->loop() != &core_)
+      throw ValueError(
+          "The future belongs to a different loop than the one run_until_complete() runs");
+  }
   detail::CoreRef<detail::FutureCore> f = detail::ensure_future(core_, std::forward<Aw>(aw));
   struct StopWhenDone : detail::Waiter {
     explicit StopWhenDone(EventLoop& l) noexcept

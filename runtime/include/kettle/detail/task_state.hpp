@@ -13,6 +13,7 @@
 
 #include <coroutine>
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <string>
 #include <string_view>
@@ -33,7 +34,12 @@ class TaskBase : public FutureCore {
     if ((flags_ & kMustCancel) && hook && hook->cancel(hook)) [[unlikely]]
       flags_ &= ~kMustCancel;
   }
-  void wake() { loop()->schedule(this); }
+  // Scheduling into a closed loop does nothing: the task is being abandoned.
+  void wake() {
+    LoopCore* l = loop();
+    if (l && !l->closed.load(std::memory_order_relaxed)) [[likely]]
+      l->schedule(this);
+  }
   bool take_cancel() noexcept {
     bool r = flags_ & kThrowCancel;
     flags_ &= ~kThrowCancel;
@@ -80,17 +86,27 @@ class TaskBase : public FutureCore {
   void settle_and_unregister() noexcept;
 
  private:
-  enum : std::uint8_t { kMustCancel = 1, kThrowCancel = 2, kStarted = 4 };
+  enum : std::uint8_t { kMustCancel = 1, kThrowCancel = 2, kStarted = 4, kCancelTaken = 8 };
+
+  struct Extras {
+    std::string name;            // set_name()
+    std::string cancel_message;  // the message of the cancellation on its way
+    bool has_name = false;
+  };
+  Extras& extras();
 
   void unregister() noexcept;  // leaves the loop's pending list, drops the loop's reference
   [[gnu::noinline, gnu::cold]] void cancel_before_start() noexcept;
 
   std::uint8_t flags_ = 0;  // kMustCancel: cancel() found nothing to abort; throw at the next
                             // resumption. kThrowCancel: this resumption must throw.
+                            // kCancelTaken: the awaitable took a cancellation, which it
+                            // delivers when the task resumes (asyncio: fut_waiter cancelled).
   std::uint32_t num_cancels_ = 0;
   std::uint32_t id_;
   std::coroutine_handle<> resume_;
   CancelHook* hook_ = nullptr;
+  std::unique_ptr<Extras> extras_;
 
  public:
   // Intrusive list of a loop's pending tasks.

@@ -21,7 +21,9 @@ class WaitNode : public CancelHook {
   enum class State : std::uint8_t { idle, pending, done, cancelled };
 
   WaitNode() noexcept : CancelHook{&hook} {}
-  WaitNode(const WaitNode&) = delete;
+  // An awaiter is moved only before it is awaited (a combinator taking it by value), when
+  // its node is idle and in no list: there is nothing to carry over.
+  WaitNode(WaitNode&&) noexcept : CancelHook{&hook} {}
   WaitNode& operator=(const WaitNode&) = delete;
   inline ~WaitNode();
 

@@ -11,24 +11,26 @@
 #include <ranges>
 #include <string_view>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "kettle/detail/durations.hpp"
 #include "kettle/detail/future_core.hpp"
 #include "kettle/detail/task_state.hpp"
 #include "kettle/detail/timer_heap.hpp"
+#include "kettle/futures.hpp"
 
 namespace kettle::detail {
 
 [[noreturn]] void throw_timeout_error();
 
-// A timeout in nanoseconds, clamped to [0, 100 years].
-inline std::optional<std::int64_t> timeout_ns(std::optional<std::chrono::duration<double>> t) {
-  using namespace std::chrono;
+// A timeout in nanoseconds, clamped to [0, kNeverNs]; NaN is ValueError.
+inline std::optional<std::int64_t> timeout_ns(std::optional<std::chrono::duration<double>> t,
+                                              const char* what) {
   if (!t) return std::nullopt;
-  if (!(*t > t->zero())) return 0;  // NaN too
-  if (*t >= hours(24 * 365 * 100)) return duration_cast<nanoseconds>(hours(24 * 365 * 100)).count();
-  return ceil<nanoseconds>(*t).count();
+  std::int64_t ns = duration_ns(*t, what);
+  return ns > 0 ? ns : 0;
 }
 
 // shield ---------------------------------------------------------------------------------
@@ -94,33 +96,71 @@ class ShieldState final : public FutureCore, private Waiter {
   bool owns_inner_;
 };
 
+// What makes two awaitables the same future (asyncio puts them in a set): a Task's or a
+// LoopFuture's state, a Future's shared state; null for anything else.
+template <class A>
+const void* future_identity(const A& a) noexcept {
+  if constexpr (requires { a.state().get(); })
+    return a.state().get();
+  else if constexpr (requires {
+                       { a.state() } -> std::convertible_to<const void*>;
+                     })
+    return a.state();
+  else
+    return nullptr;
+}
+
 // wait -----------------------------------------------------------------------------------
 
 template <class A>
 concept loop_future = requires(A& a) {
   { a.state() } -> std::convertible_to<FutureCore*>;
 };
+template <class A>
+concept shared_future = requires(A& a) {
+  { a.state().get() } -> std::convertible_to<SharedStateBase*>;
+};
+
+// The loop-local future that wait() watches for f: a Task's or LoopFuture's own, or one that
+// follows a Future (settled on the loop when the Future is done).
+template <class Fut>
+CoreRef<FutureCore> wait_core(Fut& f) {
+  if constexpr (shared_future<Fut>) {
+    if (!f.state()) throw_empty_future("Future");
+    return ForeignWatch::make(running_loop_core(), f.state());
+  } else {
+    FutureCore* c = f.state();
+    if (!c) throw_empty_future("Task");
+    c->add_ref();
+    return CoreRef<FutureCore>(c);
+  }
+}
 
 template <class Fut>
-class WaitAwaiter : private CancelHook, private Runnable {
+class [[nodiscard]] WaitAwaiter : private CancelHook, private Runnable {
  public:
   WaitAwaiter(std::vector<Fut> futs, ReturnWhen rw, std::optional<std::int64_t> timeout_ns)
       : CancelHook{&hook}, futs_(std::move(futs)), rw_(rw), timeout_ns_(timeout_ns) {
     timer_.set_inline_target(this);
   }
-  WaitAwaiter(const WaitAwaiter&) = delete;
+  // Movable until awaited.
+  WaitAwaiter(WaitAwaiter&& o) noexcept
+      : CancelHook{&hook}, futs_(std::move(o.futs_)), rw_(o.rw_), timeout_ns_(o.timeout_ns_) {
+    timer_.set_inline_target(this);
+  }
   WaitAwaiter& operator=(const WaitAwaiter&) = delete;
   ~WaitAwaiter() { detach(); }
 
   bool await_ready() {
     if (futs_.empty()) throw ValueError("wait(): the set of tasks/futures is empty");
+    cores_.reserve(futs_.size());
     std::size_t done = 0;
     for (Fut& f : futs_) {
-      FutureCore* c = f.state();
-      if (!c) throw ValueError("wait(): an empty Task handle");
-      if (c->done()) {
+      cores_.push_back(wait_core(f));
+      FutureCore& c = *cores_.back();
+      if (c.done()) {
         ++done;
-        if (rw_ == FIRST_COMPLETED || (rw_ == FIRST_EXCEPTION && failed(*c))) return true;
+        if (rw_ == FIRST_COMPLETED || (rw_ == FIRST_EXCEPTION && failed(c))) return true;
       }
     }
     remaining_ = futs_.size() - done;
@@ -131,7 +171,7 @@ class WaitAwaiter : private CancelHook, private Runnable {
     task_ = &current_task_for_await();
     nodes_ = std::make_unique<Node[]>(futs_.size());
     for (std::size_t i = 0; i < futs_.size(); ++i) {
-      FutureCore* c = futs_[i].state();
+      FutureCore* c = cores_[i].get();
       if (c->loop() != task_->loop()) {
         detach();
         throw_foreign_loop();
@@ -152,7 +192,7 @@ class WaitAwaiter : private CancelHook, private Runnable {
     if (task_ && (task_->take_cancel() | cancelled_)) task_->throw_cancelled();
     WaitResult<Fut> r;
     for (Fut& f : futs_)
-      (f.state()->done() ? r.done : r.pending).push_back(std::move(f));
+      (f.done() ? r.done : r.pending).push_back(std::move(f));
     return r;
   }
 
@@ -200,6 +240,7 @@ class WaitAwaiter : private CancelHook, private Runnable {
   }
 
   std::vector<Fut> futs_;
+  std::vector<CoreRef<FutureCore>> cores_;  // what each of futs_ is watched through
   std::unique_ptr<Node[]> nodes_;
   ReturnWhen rw_;
   std::optional<std::int64_t> timeout_ns_;
@@ -367,6 +408,9 @@ class AsCompletedState final : private Runnable {
   std::size_t taken_ = 0;
   std::uint32_t refs_ = 1;
   bool owned_;
+
+ public:
+  std::size_t yielded = 0;  // steps the iterators handed out
 };
 
 }  // namespace kettle::detail
@@ -374,7 +418,7 @@ class AsCompletedState final : private Runnable {
 namespace kettle {
 
 template <class T>
-class AsCompleted {
+class [[nodiscard]] AsCompleted {
   using State = detail::AsCompletedState<T>;
 
  public:
@@ -390,27 +434,31 @@ class AsCompleted {
     State* s_;  // kept alive by the AsCompleted being iterated
   };
 
+  // An input iterator, as Python's: each dereference hands out the next step, and an
+  // iteration left early (break) resumes where it stopped when iterated again.
   class iterator {
    public:
+    using iterator_category = std::input_iterator_tag;
     using value_type = Next;
     using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = Next;
     iterator() = default;
-    iterator(State* s, std::size_t i) noexcept : s_(s), i_(i) {}
-    Next operator*() const noexcept { return Next(s_); }
-    iterator& operator++() noexcept {
-      ++i_;
-      return *this;
+    iterator(State* s, bool sentinel) noexcept : s_(s), sentinel_(sentinel) {}
+    Next operator*() const noexcept {
+      ++s_->yielded;
+      return Next(s_);
     }
-    iterator operator++(int) noexcept {
-      iterator old = *this;
-      ++i_;
-      return old;
+    iterator& operator++() noexcept { return *this; }
+    iterator operator++(int) noexcept { return *this; }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept {
+      return a.at_end() == b.at_end();
     }
-    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.i_ == b.i_; }
 
    private:
+    bool at_end() const noexcept { return sentinel_ || !s_ || s_->yielded >= s_->size(); }
     State* s_ = nullptr;
-    std::size_t i_ = 0;
+    bool sentinel_ = false;
   };
 
   explicit AsCompleted(State* adopted) noexcept : s_(adopted) {}
@@ -420,8 +468,9 @@ class AsCompleted {
     if (s_) s_->release();
   }
 
-  iterator begin() const noexcept { return iterator(s_, 0); }
-  iterator end() const noexcept { return iterator(s_, s_->size()); }
+  iterator begin() const noexcept { return iterator(s_, false); }
+  iterator end() const noexcept { return iterator(s_, true); }
+  // How many results there are (duplicates in the input count once).
   std::size_t size() const noexcept { return s_->size(); }
   // The next result in completion order (the same as awaiting the next step).
   typename State::Awaiter next() const noexcept { return typename State::Awaiter(s_); }
@@ -445,28 +494,35 @@ template <class Range>
 auto wait(Range&& futures, ReturnWhen return_when,
           std::optional<std::chrono::duration<double>> timeout) {
   using Fut = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
-  static_assert(detail::loop_future<Fut>,
-                "kettle::wait takes Tasks or LoopFutures; make Coros tasks first "
+  static_assert(detail::loop_future<Fut> || detail::shared_future<Fut>,
+                "kettle::wait takes Tasks, LoopFutures or Futures; make Coros tasks first "
                 "(kettle::create_task), as asyncio.wait requires");
-  std::vector<Fut> futs(std::ranges::begin(futures), std::ranges::end(futures));
-  std::optional<std::int64_t> ns = detail::timeout_ns(timeout);
+  std::optional<std::int64_t> ns = detail::timeout_ns(timeout, "wait()");
+  std::vector<Fut> futs;
+  std::unordered_set<const void*> seen;  // a future given twice is waited for once
+  for (auto&& f : futures)
+    if (seen.insert(detail::future_identity(f)).second) futs.push_back(f);
   return detail::WaitAwaiter<Fut>(std::move(futs), return_when, ns);
 }
 
 template <class Range>
 auto as_completed(Range&& aws, std::optional<std::chrono::duration<double>> timeout) {
+  std::optional<std::int64_t> ns = detail::timeout_ns(timeout, "as_completed()");
   detail::LoopCore& loop = detail::running_loop_core();
   using Elem = std::ranges::range_reference_t<Range>;
   using T = detail::await_value_t<Elem>;
   constexpr bool consume = !std::is_copy_constructible_v<std::remove_cvref_t<Elem>>;
   std::vector<detail::CoreRef<detail::FutureCore>> futs;
+  std::unordered_set<const void*> seen;  // a future given twice gives one result, as asyncio's
   for (auto&& a : aws) {
-    if constexpr (consume)
+    if constexpr (consume) {
       futs.push_back(detail::ensure_future(loop, std::move(a)));
-    else
+    } else {
+      const void* id = detail::future_identity(a);
+      if (id && !seen.insert(id).second) continue;
       futs.push_back(detail::ensure_future(loop, a));
+    }
   }
-  std::optional<std::int64_t> ns = detail::timeout_ns(timeout);
   return AsCompleted<T>(new detail::AsCompletedState<T>(
       loop, std::move(futs), consume && detail::gather_makes_child<Elem>, ns));
 }

@@ -65,7 +65,8 @@ class ThreadPoolExecutor {
   auto map(F&& fn, Ranges&&... ranges);
 
   // No new work. cancel_futures: pending work is cancelled and running work asked to stop.
-  // wait: returns once every worker thread has finished.
+  // wait: returns once every worker thread has finished (from any number of threads at
+  // once).
   void shutdown(bool wait = true, bool cancel_futures = false);
 
   std::size_t max_workers() const noexcept { return max_workers_; }
@@ -101,6 +102,9 @@ class ThreadPoolExecutor {
   std::size_t promised_ = 0;   // submits that counted on one of those
   std::string broken_;         // why the pool is broken, if it is
   bool shutdown_ = false;
+  bool joining_ = false;  // a shutdown(wait) is joining the threads...
+  bool joined_ = false;   // ...and has joined them all
+  std::condition_variable joined_cv_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -286,9 +290,14 @@ class MapResult {
       throw;
     }
   }
+  // After an error: the calls not yet done are cancelled, and the errors of the others
+  // count as seen (as asyncio's gather marks them), not "never retrieved".
   void cancel_rest(std::size_t from) noexcept {
     for (std::size_t i = from; i < fs_.size(); ++i)
-      if (fs_[i].state()) fs_[i].cancel();
+      if (fs_[i].state()) {
+        fs_[i].cancel();
+        fs_[i].state()->mark_retrieved();
+      }
   }
   Coro<std::vector<value_type>> collect() {
     std::vector<value_type> out;
