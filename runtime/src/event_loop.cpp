@@ -55,8 +55,8 @@ void LoopCore::inbox_push(Runnable* r) {
   InboxNode* head = inbox.load(std::memory_order_relaxed);
   auto* n = new InboxNode{r, head};
   // (Once the exchange succeeds the node is the loop's: only `head` may be read after.)
-  while (!inbox.compare_exchange_weak(head, n, std::memory_order_release,
-                                      std::memory_order_relaxed))
+  while (
+      !inbox.compare_exchange_weak(head, n, std::memory_order_release, std::memory_order_relaxed))
     n->next = head;
   // The first post since the loop last took its inbox wakes it, in case it is blocked in
   // the io_context (a no-op handler; the loop drains the inbox after every wait).
