@@ -136,7 +136,13 @@ class Pool {
   template <class F, class... Args>
   Pool(PoolOptions options, F initializer, Args&&... initargs)
       : exec_(executor_options(options), initializer, std::forward<Args>(initargs)...) {}
-  ~Pool() { exec_.shutdown(true, true); }  // as leaving `with Pool() as pool:`: terminate
+  // As leaving `with Pool() as pool:`: terminate() (work still running is killed and its
+  // futures fail), then wait for the workers to be gone. close() and join() first to let
+  // the work finish.
+  ~Pool() {
+    terminate();
+    exec_.shutdown(true, true);
+  }
 
   // Blocking, in input order. chunksize: default len / (4 x processes), rounded up.
   template <class F, class Range>

@@ -1,8 +1,16 @@
 // The parent's side of process pools: one manager thread (running while any pool exists)
-// owns every worker's socket and exit watch in its own io_context, sends tasks, reads
-// replies and completes futures. Worker deaths are seen through pidfds (for our own
-// children) or the fork server's reports, never through waitpid(-1), so that kettle does
-// not reap processes that belong to the rest of the program.
+// owns every worker's socket and pidfd in its own io_context, sends tasks, reads replies
+// and completes futures. Worker deaths are seen through pidfds (for our own children) or
+// the fork server's reports, never through waitpid(-1), so that kettle does not reap
+// processes that belong to the rest of the program; workers are signalled only through
+// their pidfds, never through a pid that may have been reused.
+//
+// A worker runs user code, so nothing it sends is trusted: a frame that breaks the protocol
+// (a malformed or oversized message, a reply to a task it was not running, a result that
+// does not read as the function's result type) gets the worker killed, and the task it was
+// running fails with WorkerCrashedError saying why. A worker's death is acted on as soon as
+// it is known (a grandchild that inherited its socket cannot hold the pool up): what it had
+// sent before dying is read first, so that no finished result is lost.
 #include <dirent.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -22,6 +30,7 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -55,12 +64,16 @@ struct Worker {
   }
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
+  bool live() const noexcept { return !exited && !eof && !poisoned; }
+
   // The id of the last task the worker started (a word shared with it).
   std::atomic<std::uint64_t>* progress = nullptr;
   std::shared_ptr<PoolCore> pool;  // cleared when the worker is gone
   std::shared_ptr<ServerLink> server;
   int pid = 0;
   asio::local::stream_protocol::socket sock;
+  // Signals go here. A spawned worker's pidfd also tells its exit (watched); a fork server's
+  // worker gets its pidfd from the server, and its exit from the server's reports.
   asio::posix::stream_descriptor pidfd;
   std::vector<char> rbuf = std::vector<char>(64 * 1024);
   std::string acc;                                      // bytes read, not yet a whole frame
@@ -69,12 +82,19 @@ struct Worker {
   std::deque<std::pair<std::uint64_t, Task>> inflight;  // sent, in order
   unsigned sent = 0;
   std::chrono::steady_clock::time_point mark;  // when its current task began, as seen here
+  std::string violation;                       // why it was killed for breaking the protocol
   int status = 0;
+  int pending_signal = 0;  // to send once its pidfd is known
   bool reading = false, writing = false, watching = false;
   bool ready = false, retiring = false, exit_sent = false, eof = false, exited = false;
+  bool poisoned = false;
 };
 
 namespace {
+
+int pidfd_open(int pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 // Starts a fork server with `launch` (spawn_self or fork_server) on one end of a new
 // seqpacket pair; the link holds the other end.
@@ -95,6 +115,8 @@ std::shared_ptr<ServerLink> start_server(asio::io_context& io, Launch launch) {
   return std::make_shared<ServerLink>(io, sv[0], pid);
 }
 
+void watch_server(const std::shared_ptr<ServerLink>& s);
+
 class Manager {
  public:
   static Manager& instance() {
@@ -111,6 +133,7 @@ class Manager {
     guard_.emplace(io.get_executor());
     thread_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "kettle-procs");
+      tid_.store(::gettid());
       io.run();
     });
     id_.store(thread_.get_id());
@@ -128,15 +151,23 @@ class Manager {
       id_.store(std::thread::id());
     }
     if (t.joinable()) t.join();
+    tid_.store(0);
   }
 
   bool on_thread() const noexcept { return id_.load() == std::this_thread::get_id(); }
+  // The manager thread's kernel id, 0 when it does not run (the fork method ignores it).
+  pid_t tid() const noexcept { return tid_.load(); }
 
+  // The shared fork server, started again if it died (as Python's forkserver is).
   std::shared_ptr<ServerLink> forkserver() {
     std::lock_guard lock(mutex_);
     if (server_ && !server_->dead) return server_;
     server_ = start_server(io, [](int fd) { return spawn_self("forkserver", fd); });
     return server_;
+  }
+  int forkserver_pid() {
+    std::lock_guard lock(mutex_);
+    return server_ && !server_->dead ? server_->pid : 0;
   }
 
  private:
@@ -144,14 +175,40 @@ class Manager {
   std::size_t users_ = 0;
   std::thread thread_;
   std::atomic<std::thread::id> id_;
+  std::atomic<pid_t> tid_{0};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
   std::shared_ptr<ServerLink> server_;
 };
 
-void watch_server(const std::shared_ptr<ServerLink>& s);
+// On the manager thread: the first pool to use a server starts watching it.
+void watch_once(const std::shared_ptr<ServerLink>& s) {
+  if (!s->watch.is_open() && !s->dead) {
+    s->watch.assign(s->fd);
+    watch_server(s);
+  }
+}
+
+// Receives one record from a fork server, and the fd that may come with it (or -1).
+ssize_t receive_record(int sock, char* buf, std::size_t size, int& fd) {
+  iovec iov{buf, size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  fd = -1;
+  ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n >= 0)
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+          c->cmsg_len >= CMSG_LEN(sizeof(int)))
+        std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  return n;
+}
 
 void server_gone(ServerLink& s) {
-  s.dead = true;
+  if (!s.dead.exchange(true)) ::kill(s.pid, SIGKILL);  // our unreaped child: its own pid
   std::vector<Worker*> ws;
   for (auto& [req, w] : s.forking)
     ws.push_back(w);
@@ -159,16 +216,14 @@ void server_gone(ServerLink& s) {
     ws.push_back(w);
   s.forking.clear();
   s.by_pid.clear();
-  for (Worker* w : ws) {
-    w->exited = true;
-    w->status = SIGKILL;  // the server's death took its workers with it
-    auto pool = w->pool;
-    pool->maybe_gone(*w);
-  }
   asio::error_code ec;
   s.watch.close(ec);
   int st;
   ::waitpid(s.pid, &st, 0);
+  for (Worker* w : ws) {
+    auto pool = w->pool;
+    pool->worker_exited(*w, SIGKILL);  // the server's death took its workers with it
+  }
 }
 
 void watch_server(const std::shared_ptr<ServerLink>& s) {
@@ -176,39 +231,46 @@ void watch_server(const std::shared_ptr<ServerLink>& s) {
     if (ec) return;
     for (;;) {
       char buf[64];
-      ssize_t n = ::recv(s->fd, buf, sizeof buf, MSG_DONTWAIT);
+      int fd;
+      ssize_t n = receive_record(s->fd, buf, sizeof buf, fd);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
       if (n <= 0) return server_gone(*s);
-      Reader r(buf, static_cast<std::size_t>(n));
-      auto kind = static_cast<MessageKind>(r.u8());
-      if (kind == MessageKind::forked) {
-        std::uint64_t req = r.u64();
-        int pid = r.i32();
-        auto it = s->forking.find(req);
-        if (it == s->forking.end()) continue;
-        Worker* w = it->second;
-        s->forking.erase(it);
-        if (pid <= 0) {  // fork failed: the worker never existed
-          w->exited = true;
-          w->status = (1 << 8);
-          auto pool = w->pool;
-          pool->maybe_gone(*w);
+      try {
+        Reader r(buf, static_cast<std::size_t>(n));
+        auto kind = static_cast<MessageKind>(r.u8());
+        if (kind == MessageKind::forked) {
+          std::uint64_t req = r.u64();
+          int pid = r.i32();
+          auto it = s->forking.find(req);
+          if (it != s->forking.end()) {
+            Worker* w = it->second;
+            s->forking.erase(it);
+            auto pool = w->pool;
+            if (pid <= 0 || fd < 0) {  // fork failed: the worker never existed
+              pool->worker_exited(*w, 1 << 8);
+            } else {
+              s->by_pid[pid] = w;
+              pool->server_reported(*w, pid, std::exchange(fd, -1));
+            }
+          }
+        } else if (kind == MessageKind::exited) {
+          int pid = r.i32();
+          int status = r.i32();
+          auto it = s->by_pid.find(pid);
+          if (it != s->by_pid.end()) {
+            Worker* w = it->second;
+            s->by_pid.erase(it);
+            auto pool = w->pool;
+            pool->worker_exited(*w, status);
+          }
         } else {
-          s->by_pid[pid] = w;
-          w->pool->server_reported(*w, pid);
+          throw_truncated();
         }
-      } else if (kind == MessageKind::exited) {
-        int pid = r.i32();
-        int status = r.i32();
-        auto it = s->by_pid.find(pid);
-        if (it == s->by_pid.end()) continue;
-        Worker* w = it->second;
-        s->by_pid.erase(it);
-        w->exited = true;
-        w->status = status;
-        auto pool = w->pool;
-        pool->maybe_gone(*w);
+      } catch (...) {  // our own server talking nonsense: it is not to be trusted either
+        if (fd >= 0) ::close(fd);
+        return server_gone(*s);
       }
+      if (fd >= 0) ::close(fd);
     }
     watch_server(s);
   });
@@ -226,18 +288,22 @@ void close_server(const std::shared_ptr<ServerLink>& s) {
   ::waitpid(s->pid, &st, 0);
 }
 
-std::size_t thread_count() {
+// The threads of this process other than kettle's manager thread. A thread just joined may
+// still be listed for a moment: the count is taken again a few times before it stands.
+std::size_t other_threads() {
   std::size_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/task")) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    ::closedir(d);
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    n = 0;
+    pid_t manager = Manager::instance().tid();
+    if (DIR* d = ::opendir("/proc/self/task")) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.' && std::atoi(e->d_name) != manager) ++n;
+      ::closedir(d);
+    }
+    if (n <= 1) return n;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return n;
-}
-
-int pidfd_open(int pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
 void append_exit(std::string& out) {
@@ -246,7 +312,19 @@ void append_exit(std::string& out) {
   end_frame(out, f);
 }
 
+[[noreturn]] void throw_protocol(const std::string& what) {
+  throw RuntimeError(what);
+}
+
 }  // namespace
+
+int forkserver_pid() noexcept {
+  try {
+    return Manager::instance().forkserver_pid();
+  } catch (...) {
+    return 0;
+  }
+}
 
 PoolCore::PoolCore(PoolConfig config) : config_(std::move(config)) {}
 
@@ -255,7 +333,7 @@ PoolCore::~PoolCore() = default;
 void PoolCore::start() {
   Manager& m = Manager::instance();
   if (config_.method == Method::fork) {
-    std::size_t n = thread_count();
+    std::size_t n = other_threads();
     if (n != 1)
       throw RuntimeError(
           "kettle: the fork start method needs a single-threaded process, and "
@@ -274,15 +352,7 @@ void PoolCore::start() {
   }
   m.retain();
   retained_ = true;
-  if (server_) {
-    // The first pool to use a server starts watching it, on the manager thread.
-    asio::post(m.io, [s = server_] {
-      if (!s->watch.is_open() && !s->dead) {
-        s->watch.assign(s->fd);
-        watch_server(s);
-      }
-    });
-  }
+  if (server_) asio::post(m.io, [s = server_] { watch_once(s); });
 }
 
 void PoolCore::release() noexcept {
@@ -337,15 +407,29 @@ void PoolCore::shutdown(bool wait, bool cancel_futures) {
 }
 
 void PoolCore::signal_workers(int sig) {
-  std::lock_guard lock(mutex_);
-  terminated_ = true;
-  for (int pid : pids_)
-    ::kill(pid, sig);
+  {
+    std::lock_guard lock(mutex_);
+    terminate_sig_ = sig;
+  }
+  // Workers (and their pidfds) are the manager thread's.
+  asio::post(Manager::instance().io, [self = shared_from_this(), sig] {
+    for (auto& w : self->workers_)
+      self->signal(*w, sig);
+  });
 }
 
 std::vector<int> PoolCore::worker_pids() const {
   std::lock_guard lock(mutex_);
   return pids_;
+}
+
+void PoolCore::signal(Worker& w, int sig) noexcept {
+  if (w.exited) return;
+  if (!w.pidfd.is_open()) {  // a fork server's worker whose pidfd has not come yet
+    w.pending_signal = sig;
+    return;
+  }
+  ::syscall(SYS_pidfd_send_signal, w.pidfd.native_handle(), sig, nullptr, 0);
 }
 
 // Starts workers while tasks wait and idle workers are fewer, sends tasks (a few per worker
@@ -358,10 +442,10 @@ void PoolCore::dispatch() noexcept {
   {
     std::lock_guard lock(mutex_);
     dispatch_posted_ = false;
-    if (broken_.empty() && !terminated_) {
+    if (broken_.empty() && !terminate_sig_) {
       std::size_t live = 0, idle = 0;
       for (auto& w : workers_) {
-        if (w->retiring || w->exit_sent) continue;
+        if (w->retiring || w->exit_sent || !w->live()) continue;
         ++live;
         if (w->inflight.empty()) ++idle;
       }
@@ -377,7 +461,7 @@ void PoolCore::dispatch() noexcept {
       }
       std::vector<Worker*> ready;
       for (auto& w : workers_)
-        if (w->ready && !w->retiring && !w->exit_sent) ready.push_back(w.get());
+        if (w->ready && !w->retiring && !w->exit_sent && w->live()) ready.push_back(w.get());
       if (!ready.empty() && !pending_.empty()) {
         // Short tasks go several to a worker, so that it never idles for the round trip;
         // long ones one at a time, so that none waits behind another while a worker idles.
@@ -404,7 +488,9 @@ void PoolCore::dispatch() noexcept {
       }
     }
     for (auto& w : workers_) {
-      bool quit = w->retiring || terminated_ || !broken_.empty() || (shutdown_ && pending_.empty());
+      if (!w->live()) continue;
+      bool quit =
+          w->retiring || terminate_sig_ || !broken_.empty() || (shutdown_ && pending_.empty());
       if (quit && w->ready && !w->exit_sent && w->inflight.empty()) {
         append_exit(w->wbuf);
         w->exit_sent = true;
@@ -430,6 +516,14 @@ void PoolCore::finish() noexcept {
 // With mutex_ held.
 void PoolCore::start_worker() {
   Manager& m = Manager::instance();
+  if (server_ && server_->dead) {
+    if (config_.method != Method::forkserver)
+      throw RuntimeError(
+          "this pool's fork server has exited, and a fork pool cannot start another from a "
+          "process that now has threads (use StartMethod::forkserver or spawn)");
+    server_ = m.forkserver();  // a new one
+    watch_once(server_);
+  }
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     throw RuntimeError(std::string("socketpair failed: ") + std::strerror(errno));
@@ -452,7 +546,6 @@ void PoolCore::start_worker() {
     }
   } close_after{sv[1], slot};
   if (server_) {
-    if (server_->dead) throw RuntimeError("the fork server has exited");
     std::uint64_t req = server_->next_req++;
     std::string rec;
     Writer wr(rec);
@@ -464,6 +557,14 @@ void PoolCore::start_worker() {
     server_->forking[req] = w.get();
   } else {
     w->pid = spawn_self("worker", sv[1], slot);
+    int fd = pidfd_open(w->pid);
+    if (fd < 0) {
+      int e = errno;
+      ::kill(w->pid, SIGKILL);  // our unreaped child: the pid is still its own
+      ::waitpid(w->pid, nullptr, 0);
+      throw RuntimeError(std::string("pidfd_open failed: ") + std::strerror(e));
+    }
+    w->pidfd.assign(fd);
     pids_.push_back(w->pid);
     watch_pid(w.get());
   }
@@ -480,37 +581,46 @@ void PoolCore::start_worker() {
   read_more(raw);
 }
 
-void PoolCore::server_reported(Worker& w, int pid) noexcept {
+void PoolCore::server_reported(Worker& w, int pid, int pidfd) noexcept {
   w.pid = pid;
-  std::lock_guard lock(mutex_);
-  pids_.push_back(pid);
-  if (terminated_) ::kill(pid, SIGKILL);
+  w.pidfd.assign(pidfd);
+  int sig;
+  {
+    std::lock_guard lock(mutex_);
+    pids_.push_back(pid);
+    sig = terminate_sig_;
+  }
+  if (sig) w.pending_signal = sig;
+  if (w.poisoned) w.pending_signal = SIGKILL;
+  if (int s = std::exchange(w.pending_signal, 0)) signal(w, s);
 }
 
 void PoolCore::watch_pid(Worker* w) {
-  int fd = pidfd_open(w->pid);
-  if (fd < 0) {
-    ::kill(w->pid, SIGKILL);
-    throw RuntimeError(std::string("pidfd_open failed: ") + std::strerror(errno));
-  }
-  w->pidfd.assign(fd);
   w->watching = true;
-  w->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
-                      [self = shared_from_this(), w](const asio::error_code&) {
-                        siginfo_t si{};
-                        int rc;
-                        do {
-                          rc = ::waitid(static_cast<idtype_t>(P_PIDFD),
-                                        static_cast<id_t>(w->pidfd.native_handle()), &si, WEXITED);
-                        } while (rc < 0 && errno == EINTR);
-                        w->watching = false;
-                        w->exited = true;
-                        if (si.si_code == CLD_EXITED)
-                          w->status = (si.si_status & 0xff) << 8;
-                        else
-                          w->status = (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
-                        self->maybe_gone(*w);
-                      });
+  w->pidfd.async_wait(asio::posix::descriptor_base::wait_read, [self = shared_from_this(),
+                                                                w](const asio::error_code&) {
+    siginfo_t si{};
+    int rc;
+    do {
+      rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w->pidfd.native_handle()),
+                    &si, WEXITED);
+    } while (rc < 0 && errno == EINTR);
+    w->watching = false;
+    int status = si.si_code == CLD_EXITED
+                     ? (si.si_status & 0xff) << 8
+                     : (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
+    self->worker_exited(*w, status);
+  });
+}
+
+void PoolCore::worker_exited(Worker& w, int status) noexcept {
+  w.exited = true;
+  w.status = status;
+  // Pending reads and writes end now (with operation_aborted); then what it sent before it
+  // died is drained and read, and it is gone.
+  asio::error_code ec;
+  if (w.reading || w.writing) w.sock.cancel(ec);
+  maybe_gone(w);
 }
 
 void PoolCore::read_more(Worker* w) {
@@ -519,42 +629,69 @@ void PoolCore::read_more(Worker* w) {
                                                      const asio::error_code& ec, std::size_t n) {
     w->reading = false;
     if (ec) {
-      w->eof = true;
+      if (ec != asio::error::operation_aborted) {
+        // It closed its end: it can no longer report, so it must not run on (its death
+        // fails the task it was running), unless it is leaving as told.
+        w->eof = true;
+        if (!w->exit_sent) self->signal(*w, SIGKILL);
+      }
       self->maybe_gone(*w);
       return;
     }
     w->acc.append(w->rbuf.data(), n);
     Failures fails;
-    std::size_t pos = 0;
-    try {
-      while (w->acc.size() - pos >= 4) {
-        std::uint32_t len;
-        std::memcpy(&len, w->acc.data() + pos, 4);
-        if (w->acc.size() - pos - 4 < len) break;
-        Reader r(w->acc.data() + pos + 4, len);
-        pos += 4 + len;
-        auto kind = static_cast<MessageKind>(r.u8());
-        self->worker_message(*w, kind, r, fails);
-      }
-    } catch (...) {
-      // A garbled stream: this worker cannot be trusted; its death fails its task.
-      ::kill(w->pid, SIGKILL);
-    }
-    w->acc.erase(0, pos);
+    self->consume(*w, fails);
     for (auto& [c, e] : fails)
       c->fail(e);
     self->dispatch();
-    self->read_more(w);
+    if (w->live())
+      self->read_more(w);
+    else
+      self->maybe_gone(*w);
   });
 }
 
-void PoolCore::worker_message(Worker& w, MessageKind kind, Reader& r, Failures& fails) {
+void PoolCore::poison(Worker& w, const std::string& why) noexcept {
+  if (w.poisoned) return;
+  w.poisoned = true;
+  w.violation = why;
+  w.acc.clear();
+  w.acc.shrink_to_fit();
+  signal(w, SIGKILL);
+}
+
+bool PoolCore::consume(Worker& w, Failures& fails) noexcept {
+  std::size_t pos = 0;
+  try {
+    while (!w.poisoned && w.acc.size() - pos >= 4) {
+      std::uint32_t len;
+      std::memcpy(&len, w.acc.data() + pos, 4);
+      if (w.acc.size() - pos - 4 < len) break;  // the rest has not come yet
+      Reader r(w.acc.data() + pos + 4, len);
+      pos += 4 + len;
+      handle_frame(w, r, fails);
+    }
+  } catch (const std::exception& e) {
+    poison(w, e.what());
+  } catch (...) {
+    poison(w, "an unreadable message");
+  }
+  if (w.poisoned) return false;
+  w.acc.erase(0, pos);
+  return true;
+}
+
+void PoolCore::handle_frame(Worker& w, Reader& r, Failures& fails) {
+  auto kind = static_cast<MessageKind>(r.u8());
   switch (kind) {
     case MessageKind::ready:
+      if (w.ready) throw_protocol("READY sent twice");
+      if (r.left()) throw_truncated();
       w.ready = true;
       startup_deaths_ = 0;
       return;
     case MessageKind::init_failed: {
+      if (w.ready) throw_protocol("an initializer failure after it reported ready");
       r.u64();
       std::string what;
       try {
@@ -570,43 +707,83 @@ void PoolCore::worker_message(Worker& w, MessageKind kind, Reader& r, Failures& 
     }
     case MessageKind::result:
     case MessageKind::error: {
+      if (!w.ready) throw_protocol("a reply before it reported ready");
       std::uint64_t id = r.u64();
-      if (w.inflight.empty() || w.inflight.front().first != id) throw_truncated();
-      std::unique_ptr<Completer> c = std::move(w.inflight.front().second.completer);
+      if (w.inflight.empty() || w.inflight.front().first != id)
+        throw_protocol("a reply to task " + std::to_string(id) + ", which it was not running");
+      auto [tid, task] = std::move(w.inflight.front());
       w.inflight.pop_front();
+      std::exception_ptr error;
+      bool ok;
+      if (kind == MessageKind::result) {
+        ok = task.completer->succeed(r);
+      } else {
+        try {
+          error = read_error(r);
+          ok = r.left() == 0;
+        } catch (...) {
+          ok = false;
+        }
+      }
+      if (!ok) {  // back in line: the worker's death fails it, as any crash would
+        w.inflight.emplace_front(tid, std::move(task));
+        throw_protocol(kind == MessageKind::result
+                           ? "a result that does not read as the function's result type"
+                           : "a malformed error report");
+      }
+      if (error) task.completer->fail(error);
       auto now = std::chrono::steady_clock::now();
       double us = std::chrono::duration<double, std::micro>(now - w.mark).count();
       w.mark = now;
       task_us_ = task_us_ > 1e17 ? us : task_us_ + (us - task_us_) / 8;
-      if (kind == MessageKind::result)
-        c->succeed(r);
-      else
-        c->fail(read_error(r));
       return;
     }
     default:
-      throw_truncated();
+      throw_protocol("an unknown kind of message (" + std::to_string(int(kind)) + ")");
   }
 }
 
 void PoolCore::flush(Worker* w) {
-  if (w->writing || w->wbuf.empty() || w->eof) return;
+  if (w->writing || w->wbuf.empty() || !w->live()) return;
   w->wbusy.swap(w->wbuf);
   w->writing = true;
   asio::async_write(w->sock, asio::buffer(w->wbusy),
                     [self = shared_from_this(), w](const asio::error_code& ec, std::size_t) {
                       w->writing = false;
                       w->wbusy.clear();
-                      if (ec)
-                        w->wbuf.clear();  // the worker is gone: its EOF will follow
-                      else
+                      if (ec) {
+                        w->wbuf.clear();  // it cannot be told anything: it must not run on
+                        if (ec != asio::error::operation_aborted && !w->exit_sent)
+                          self->signal(*w, SIGKILL);
+                      } else {
                         self->flush(w);
+                      }
                       self->maybe_gone(*w);
                     });
 }
 
+void PoolCore::drain(Worker& w) noexcept {
+  // The dead worker wrote all it ever will; a grandchild holding its socket could keep
+  // writing, so read only so much.
+  constexpr std::size_t kBudget = 64 << 20;
+  std::size_t total = 0;
+  int fd = w.sock.native_handle();
+  while (total < kBudget) {
+    ssize_t n = ::recv(fd, w.rbuf.data(), w.rbuf.size(), MSG_DONTWAIT);
+    if (n <= 0) break;
+    w.acc.append(w.rbuf.data(), static_cast<std::size_t>(n));
+    total += static_cast<std::size_t>(n);
+  }
+  Failures fails;
+  consume(w, fails);
+  for (auto& [c, e] : fails)
+    c->fail(e);
+}
+
 void PoolCore::maybe_gone(Worker& w) noexcept {
-  if (w.eof && w.exited && !w.reading && !w.writing && !w.watching) worker_gone(w);
+  if (!w.exited || w.reading || w.writing || w.watching) return;
+  if (!w.poisoned && w.sock.is_open()) drain(w);
+  worker_gone(w);
 }
 
 void PoolCore::break_locked(const std::string& why, Failures& fails) noexcept {
@@ -619,7 +796,7 @@ void PoolCore::break_locked(const std::string& why, Failures& fails) noexcept {
     for (auto& [id, t] : w->inflight)
       fails.emplace_back(std::move(t.completer), e);
     w->inflight.clear();
-    if (w->pid > 0 && !w->exited) ::kill(w->pid, SIGKILL);
+    signal(*w, SIGKILL);
   }
 }
 
@@ -629,19 +806,23 @@ void PoolCore::worker_gone(Worker& w) noexcept {
   {
     std::lock_guard lock(mutex_);
     std::erase(pids_, w.pid);
-    bool expected = w.exit_sent && w.inflight.empty();
+    bool expected = w.exit_sent && w.inflight.empty() && !w.poisoned;
     if (!expected) {
       std::string pid = std::to_string(w.pid);
-      std::string how = describe_status(w.status);
-      if (terminated_) {
+      std::string how =
+          w.poisoned ? "was killed for sending " + w.violation : describe_status(w.status);
+      // Killed from outside (SIGKILL or SIGTERM) is not the worker's own failure.
+      bool external = !w.poisoned && WIFSIGNALED(w.status) &&
+                      (WTERMSIG(w.status) == SIGKILL || WTERMSIG(w.status) == SIGTERM);
+      if (terminate_sig_) {
         break_locked("kettle: the " + config_.kind +
                          "'s workers were terminated (terminate_workers or kill_workers)",
                      fails);
       } else if (!w.ready) {
         // Killed while starting, it is simply replaced (it had no task yet); but workers that
-        // keep dying before they are ready (an initializer that crashes, a broken
+        // keep failing before they are ready (an initializer that crashes, a broken
         // executable) break the pool rather than being restarted forever.
-        if (++startup_deaths_ >= 5)
+        if (!external && ++startup_deaths_ >= 5)
           break_locked("kettle: worker processes keep dying before they are ready (the last, " +
                            pid + ", " + how +
                            (config_.init_frame.empty() ? "" : " in the initializer") + ")",

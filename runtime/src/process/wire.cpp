@@ -20,6 +20,21 @@ void throw_truncated() {
   throw RuntimeError("kettle: a truncated message from a worker process");
 }
 
+void throw_frame_too_large(std::size_t n) {
+  throw ValueError("kettle: " + std::to_string(n) +
+                   " bytes of arguments or results do not fit a process pool message (at most " +
+                   std::to_string(kMaxFrame) + "); pass a smaller piece, or a path to the data");
+}
+
+void throw_bad_size(std::uint64_t n, std::size_t left) {
+  throw RuntimeError("kettle: a message from a worker process claims " + std::to_string(n) +
+                     " elements with " + std::to_string(left) + " bytes left");
+}
+
+void throw_bad_bool() {
+  throw RuntimeError("kettle: a message from a worker process holds a bool that is not 0 or 1");
+}
+
 // Functions -------------------------------------------------------------------------------
 
 namespace {

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -35,6 +36,11 @@ namespace kettle::detail::proc {
 namespace {
 
 bool main_wrapped = false;
+std::uint64_t running_task = 0;  // in a worker: the id of the task being run
+
+int pidfd_open(pid_t pid) noexcept {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 void close_from(int first) noexcept {
 #ifdef SYS_close_range
@@ -72,6 +78,7 @@ bool write_all(int fd, const char* p, std::size_t n) noexcept {
 // Runs one task or initializer frame body (after the kind); appends the reply.
 void run_call(Reader& r, MessageKind kind, std::string& out) {
   std::uint64_t id = r.u64();
+  running_task = id;
   std::size_t at = out.size();
   try {
     std::uint32_t count = r.u32();
@@ -100,6 +107,10 @@ void run_call(Reader& r, MessageKind kind, std::string& out) {
 
 bool main_is_wrapped() noexcept {
   return main_wrapped;
+}
+
+std::uint64_t worker_task_id() noexcept {
+  return running_task;
 }
 
 std::size_t usable_cpus() noexcept {
@@ -283,23 +294,41 @@ void run_server(int fd) {
       die_with_parent(self);
       run_worker();
     }
+    int err = errno;
     ::close(wfd);
     ::close(fds[1]);
-    if (pid > 0) children.insert(pid);
+    // The parent signals and watches the worker through a pidfd, opened here, where the
+    // child cannot have been reaped yet: it always names this very process.
+    int pfd = -1;
+    if (pid > 0) {
+      pfd = pidfd_open(pid);
+      if (pfd < 0) {
+        err = errno;
+        ::kill(pid, SIGKILL);  // our unreaped child: the pid is still its own
+        pid = -1;
+      } else {
+        children.insert(pid);
+      }
+    }
     std::string rec;
     Writer w(rec);
     w.u8(static_cast<std::uint8_t>(MessageKind::forked));
     w.u64(req);
-    w.i32(pid > 0 ? pid : -errno);
-    reply(rec);
+    w.i32(pid > 0 ? pid : -err);
+    if (!send_record(fd, rec, pfd)) {
+      for (pid_t c : children)
+        ::kill(c, SIGKILL);
+      ::_exit(0);
+    }
+    if (pfd >= 0) ::close(pfd);
   }
 }
 
 int spawn_self(const char* role, int fd, int fd4) {
-  // Move the fds out of the way of 3 and 4 first: dup2 onto itself would keep its
-  // close-on-exec flag.
-  int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 100);
-  int high4 = fd4 >= 0 ? ::fcntl(fd4, F_DUPFD_CLOEXEC, 100) : -1;
+  // Move the fds out of the way of 3 and 4 first (dup2 onto itself would keep its
+  // close-on-exec flag); 5 is the lowest floor that does, and works under any fd limit.
+  int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 5);
+  int high4 = fd4 >= 0 ? ::fcntl(fd4, F_DUPFD_CLOEXEC, 5) : -1;
   if (high < 0 || (fd4 >= 0 && high4 < 0)) {
     int e = errno;
     if (high >= 0) ::close(high);
@@ -345,10 +374,36 @@ int fork_server(int fd) {
   return pid;
 }
 
+// A role is taken only from the process that started us, over the socket it made: a stray
+// KETTLE_PROCESS_ROLE (inherited, or set by whoever runs a setuid program) is an error.
+void check_role(const std::string& role) {
+  auto refuse = [&](const char* why) {
+    std::fprintf(stderr,
+                 "kettle: KETTLE_PROCESS_ROLE=%s is set, but %s. Only a kettle process pool starts "
+                 "workers: unset KETTLE_PROCESS_ROLE to run this program.\n",
+                 role.c_str(), why);
+    ::_exit(2);
+  };
+  if (::getauxval(AT_SECURE)) refuse("this program runs setuid or setgid");
+  if (role != "worker" && role != "forkserver") refuse("that is not a kettle role");
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  int type = 0;
+  socklen_t tlen = sizeof type;
+  if (::getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+      ::getsockopt(3, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    refuse("fd 3 is not a socket to a kettle process");
+  if (cred.pid != ::getppid() || cred.uid != ::getuid())
+    refuse("fd 3 was not made by the process that started this one");
+  const char* parent = std::getenv("KETTLE_PARENT_PID");
+  if (!parent || std::atoi(parent) != ::getppid())
+    refuse("KETTLE_PARENT_PID does not name our parent");
+}
+
 void run_role(const char* role) {
   std::string r = role;
-  const char* parent = std::getenv("KETTLE_PARENT_PID");
-  pid_t ppid = parent ? static_cast<pid_t>(std::atoi(parent)) : ::getppid();
+  check_role(r);
+  pid_t ppid = ::getppid();
   ::unsetenv("KETTLE_PROCESS_ROLE");
   ::unsetenv("KETTLE_PARENT_PID");
   close_from(r == "worker" ? 5 : 4);
@@ -356,13 +411,9 @@ void run_role(const char* role) {
     die_with_parent(ppid);
     run_worker();
   }
-  if (r == "forkserver") {
-    // Not tied to the thread that started it: it leaves when its socket closes.
-    if (::getppid() != ppid) ::_exit(1);
-    run_server(3);
-  }
-  std::fprintf(stderr, "kettle: unknown KETTLE_PROCESS_ROLE %s\n", role);
-  ::_exit(2);
+  // The fork server is not tied to the thread that started it: it leaves when its socket
+  // closes.
+  run_server(3);
 }
 
 void note_main_wrapped() noexcept {

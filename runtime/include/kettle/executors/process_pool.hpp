@@ -25,7 +25,15 @@
 // running a task (a signal, abort(), exit()) fails only that task, with WorkerCrashedError;
 // a replacement starts and every other task goes on. OnWorkerCrash::break_pool gives
 // Python's meaning instead: the pool breaks and every pending and later task fails with
-// BrokenProcessPool.
+// BrokenProcessPool. A worker's death is acted on at once, even if a child it forked still
+// holds its socket; if the fork server itself dies, another is started.
+//
+// A worker runs user code, so the parent trusts nothing it sends: a message that breaks the
+// protocol (malformed, a reply to a task it was not running, a result that does not read as
+// fn's result type, a size prefix larger than the message) gets that worker killed, and its
+// task fails with WorkerCrashedError saying why; the parent allocates nothing a worker's
+// lengths claim beyond the bytes it actually sent. One call's arguments (and one result)
+// must fit in 4 GiB - 1 bytes serialized: more fails that future with ValueError.
 #pragma once
 
 #include <cstddef>
@@ -194,17 +202,28 @@ class FutureCompleter final : public Completer {
       return false;
     }
   }
-  void succeed(Reader& in) noexcept override {
+  bool succeed(Reader& in) noexcept override {
+    std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> value;
     try {
       if constexpr (std::is_void_v<T>) {
         read_(in);
-        f_.set_result();
+        value.emplace(true);
       } else {
-        f_.set_result(read_(in));
+        value.emplace(read_(in));
       }
     } catch (...) {
-      fail(std::current_exception());
+      return false;
     }
+    if (in.left() != 0) return false;  // more than the result: not what we sent for
+    try {
+      if constexpr (std::is_void_v<T>)
+        f_.set_result();
+      else
+        f_.set_result(std::move(*value));
+    } catch (...) {
+      fail(std::current_exception());  // cancelled meanwhile, or moving the value threw
+    }
+    return true;
   }
   void fail(std::exception_ptr e) noexcept override {
     try {
@@ -413,7 +432,13 @@ auto ProcessPoolExecutor::map_impl(F fn, Range&& range, std::size_t chunksize) {
       continue;
     }
     std::memcpy(task.frame.data() + 4 + 1 + 8, &n, sizeof n);  // the count
-    detail::proc::end_frame(task.frame, 0);
+    try {
+      detail::proc::end_frame(task.frame, 0);
+    } catch (...) {  // too large for one message: that chunk fails
+      f.set_exception(std::current_exception());
+      futures.push_back(std::move(f));
+      continue;
+    }
     task.completer = detail::proc::chunk_completer<R>(f, n);
     futures.push_back(std::move(f));
     tasks.push_back(std::move(task));

@@ -28,7 +28,9 @@ class Completer {
  public:
   virtual ~Completer() = default;
   virtual bool start() noexcept = 0;  // false: cancelled while pending, do not send
-  virtual void succeed(Reader& in) noexcept = 0;
+  // Reads a worker's reply, all of it, and completes the future; false (the future left
+  // alone) if the reply is malformed: the worker is then not to be trusted.
+  virtual bool succeed(Reader& in) noexcept = 0;
   virtual void fail(std::exception_ptr e) noexcept = 0;
   virtual void cancel() noexcept = 0;
 };
@@ -68,8 +70,8 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   // No new tasks; cancel_futures: pending ones are cancelled. wait: returns once every
   // worker has exited and been reaped (unless called from the manager thread).
   void shutdown(bool wait, bool cancel_futures);
-  // Sends sig to every worker; their tasks fail with BrokenProcessPool. After
-  // shutdown(false, true): terminate_workers / kill_workers.
+  // Sends sig to every worker (through its pidfd); their tasks fail with BrokenProcessPool.
+  // After shutdown(false, true): terminate_workers / kill_workers.
   void signal_workers(int sig);
   // Call last, from the owner's thread: lets the manager thread stop if no pool needs it.
   void release() noexcept;
@@ -78,8 +80,10 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
 
   // The manager thread's side.
   void dispatch() noexcept;
-  void maybe_gone(Worker& w) noexcept;
-  void server_reported(Worker& w, int pid) noexcept;
+  // The worker has exited with this wait status (from its pidfd or its fork server).
+  void worker_exited(Worker& w, int status) noexcept;
+  // A fork server forked the worker: its pid, and a pidfd for it (ours to keep).
+  void server_reported(Worker& w, int pid, int pidfd) noexcept;
 
  private:
   using Failures = std::vector<std::pair<std::unique_ptr<Completer>, std::exception_ptr>>;
@@ -89,7 +93,14 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   void read_more(Worker* w);
   void flush(Worker* w);
   void watch_pid(Worker* w);
-  void worker_message(Worker& w, MessageKind kind, Reader& r, Failures& fails);
+  void signal(Worker& w, int sig) noexcept;
+  // Reads every whole frame the worker sent; false if it broke the protocol (then it is
+  // poisoned: killed, and its task fails saying why).
+  bool consume(Worker& w, Failures& fails) noexcept;
+  void handle_frame(Worker& w, Reader& r, Failures& fails);
+  void poison(Worker& w, const std::string& why) noexcept;
+  void drain(Worker& w) noexcept;
+  void maybe_gone(Worker& w) noexcept;
   void worker_gone(Worker& w) noexcept;
   void break_locked(const std::string& why, Failures& fails) noexcept;
   void post_dispatch();
@@ -101,7 +112,7 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   std::deque<Task> pending_;      // guarded by mutex_
   std::string broken_;            // mutex_: why the pool is broken, if it is
   bool shutdown_ = false;         // mutex_
-  bool terminated_ = false;       // mutex_: signal_workers was called
+  int terminate_sig_ = 0;         // mutex_: the signal signal_workers sent, if it was called
   bool finished_ = false;         // mutex_: shut down and every worker reaped
   bool dispatch_posted_ = false;  // mutex_
   bool retained_ = false;
@@ -113,6 +124,11 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   double task_us_ = 1e18;        // a moving average of how long a task takes (µs); unknown: long
   std::shared_ptr<ServerLink> server_;
 };
+
+// In a worker process: the id of the task it is running (what its reply must carry).
+std::uint64_t worker_task_id() noexcept;
+// The shared fork server's pid, 0 if none runs.
+int forkserver_pid() noexcept;
 
 // Whether this program's main is wrapped (it is when linked with kettle::kettle), which
 // spawn and forkserver need: a worker runs this program again and must not run main.

@@ -1,6 +1,13 @@
 // Internal: what travels between a process pool and its workers.
 //
-// A frame is a u32 length and a body; the body starts with a MessageKind. Functions travel
+// A frame is a u32 length and a body; the body starts with a MessageKind. A body is at most
+// kMaxFrame bytes: a longer one (an argument or a result of 4 GiB) is refused with
+// ValueError where it is built, never wrapped.
+//
+// Bytes from a worker are not trusted: the parent reads them with a Reader, which checks
+// every length against what the frame holds, and cereal values with InputArchive, which
+// also refuses a size prefix larger than what is left of the frame (so a 30-byte reply that
+// claims a 3e9-element vector allocates nothing). Functions travel
 // as FnRefs: the module (the program itself or a named shared library) and the offset in
 // it, so that a worker whose modules are loaded at other addresses (spawn, or any exec)
 // finds the same code. A task names two functions: the user's, and a typed trampoline
@@ -11,7 +18,6 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <istream>
 #include <ostream>
 #include <streambuf>
 #include <string>
@@ -74,7 +80,12 @@ class Writer {
   std::string& out_;
 };
 
+inline constexpr std::size_t kMaxFrame = 0xFFFFFFFFu;
+
 [[noreturn]] void throw_truncated();
+[[noreturn]] void throw_frame_too_large(std::size_t n);
+[[noreturn]] void throw_bad_size(std::uint64_t n, std::size_t left);
+[[noreturn]] void throw_bad_bool();
 
 // Reads a byte span; throws on reading past its end.
 class Reader {
@@ -100,6 +111,13 @@ class Reader {
     need(n);
     p_ += n;
   }
+  // The next n bytes (checked), consumed.
+  const char* take(std::size_t n) {
+    need(n);
+    const char* at = p_;
+    p_ += n;
+    return at;
+  }
 
  private:
   template <class T>
@@ -117,36 +135,33 @@ class Reader {
   const char* end_;
 };
 
-// cereal writes through std::ostream; these stream buffers put it straight into our bytes.
+// cereal writes through std::ostream; this stream buffer puts it straight into our bytes,
+// and gives up (ValueError) as soon as they could no longer fit one frame, rather than
+// after copying gigabytes that end_frame would refuse.
 class AppendBuf final : public std::streambuf {
  public:
-  explicit AppendBuf(std::string& out) noexcept : out_(out) {}
+  explicit AppendBuf(std::string& out) noexcept : out_(out), limit_(out.size() + kMaxFrame) {}
 
  protected:
   std::streamsize xsputn(const char* s, std::streamsize n) override {
+    if (out_.size() + static_cast<std::size_t>(n) > limit_)
+      throw_frame_too_large(out_.size() + static_cast<std::size_t>(n));
     out_.append(s, static_cast<std::size_t>(n));
     return n;
   }
   int_type overflow(int_type c) override {
-    if (!traits_type::eq_int_type(c, traits_type::eof()))
-      out_.push_back(traits_type::to_char_type(c));
+    if (traits_type::eq_int_type(c, traits_type::eof())) return c;
+    char ch = traits_type::to_char_type(c);
+    xsputn(&ch, 1);
     return c;
   }
 
  private:
   std::string& out_;
+  std::size_t limit_;
 };
 
-class SpanBuf final : public std::streambuf {
- public:
-  SpanBuf(const char* p, std::size_t n) noexcept {
-    char* b = const_cast<char*>(p);
-    setg(b, b, b + n);
-  }
-  std::size_t consumed() const noexcept { return static_cast<std::size_t>(gptr() - eback()); }
-};
-
-// cereal output and input archives over our bytes.
+// cereal output over our bytes (cereal's binary format).
 class OutArchive {
  public:
   explicit OutArchive(std::string& out) : buf_(out), os_(&buf_), ar_(os_) {}
@@ -161,26 +176,41 @@ class OutArchive {
   cereal::BinaryOutputArchive ar_;
 };
 
+// cereal input over a Reader, reading cereal's binary format, that trusts nothing: every
+// read is bounds-checked, a container's size prefix may not exceed the bytes left (each
+// element takes at least one byte on the wire, so nothing is allocated for a lie), and a
+// bool must be 0 or 1.
+class InputArchive final
+    : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit InputArchive(Reader& r)
+      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this), r_(r) {}
+  void loadBinary(void* data, std::size_t n) { std::memcpy(data, r_.take(n), n); }
+  void check_size(std::uint64_t n) const {
+    if (n > r_.left()) throw_bad_size(n, r_.left());
+  }
+
+ private:
+  Reader& r_;
+};
+
+// Reads values with an InputArchive.
 class InArchive {
  public:
-  explicit InArchive(Reader& r) : r_(r), buf_(r.data(), r.left()), is_(&buf_), ar_(is_) {}
-  ~InArchive() { r_.skip(buf_.consumed()); }
+  explicit InArchive(Reader& r) : ar_(r) {}
   template <class... T>
   void operator()(T&... v) {
     if constexpr (sizeof...(T) > 0) ar_(v...);
   }
 
  private:
-  Reader& r_;
-  SpanBuf buf_;
-  std::istream is_;
-  cereal::BinaryInputArchive ar_;
+  InputArchive ar_;
 };
 
 template <class T>
 inline constexpr bool serializable =
     cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
-        cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value&&
+        cereal::traits::is_input_serializable<T, InputArchive>::value&&
             std::is_default_constructible_v<T>;
 
 // A function's place: in the program (module empty) or in a named shared library.
@@ -228,9 +258,50 @@ inline std::size_t begin_frame(std::string& out, MessageKind kind) {
   out.push_back(static_cast<char>(kind));
   return at;
 }
+// Fills in the frame's length; ValueError if the body is longer than kMaxFrame.
 inline void end_frame(std::string& out, std::size_t at) {
-  auto n = static_cast<std::uint32_t>(out.size() - at - 4);
+  std::size_t body = out.size() - at - 4;
+  if (body > kMaxFrame) throw_frame_too_large(body);
+  auto n = static_cast<std::uint32_t>(body);
   std::memcpy(out.data() + at, &n, 4);
 }
 
 }  // namespace kettle::detail::proc
+
+// How cereal reads each primitive through kettle's InputArchive (as cereal's binary.hpp
+// does for its own archive).
+namespace cereal {
+template <class T>
+std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(
+    kettle::detail::proc::InputArchive& ar, T& t) {
+  if constexpr (std::is_same_v<T, bool>) {
+    unsigned char b;
+    ar.loadBinary(&b, 1);
+    if (b > 1) kettle::detail::proc::throw_bad_bool();
+    t = b != 0;
+  } else {
+    ar.loadBinary(std::addressof(t), sizeof t);
+  }
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(kettle::detail::proc::InputArchive& ar, NameValuePair<T>& t) {
+  ar(t.value);
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(kettle::detail::proc::InputArchive& ar, SizeTag<T>& t) {
+  ar(t.size);
+  ar.check_size(static_cast<std::uint64_t>(t.size));
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(kettle::detail::proc::InputArchive& ar, BinaryData<T>& bd) {
+  ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+namespace traits::detail {
+template <>
+struct get_output_from_input<kettle::detail::proc::InputArchive> {
+  using type = BinaryOutputArchive;
+};
+}  // namespace traits::detail
+}  // namespace cereal
+
+CEREAL_REGISTER_ARCHIVE(kettle::detail::proc::InputArchive)
