@@ -51,6 +51,13 @@ void Event::set() {
 class Condition::NotifiedAwaiter : private detail::WaitNode {
  public:
   explicit NotifiedAwaiter(Condition& c) noexcept : c_(c) {}
+  NotifiedAwaiter(const NotifiedAwaiter&) = delete;
+  ~NotifiedAwaiter() {
+    if (woken_unclaimed()) {  // notified, never to use it: pass the notification on
+      c_.waiters_.remove(*this);
+      c_.notify_unchecked(1);
+    }
+  }
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
     c_.waiters_.push_back(*this);

@@ -301,8 +301,10 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
       : CancelHook{&hook}, s_(std::move(s)) {}
   SharedFutureAwaiter(const SharedFutureAwaiter&) = delete;
   SharedFutureAwaiter& operator=(const SharedFutureAwaiter&) = delete;
+  // Destroyed while suspended (its task dropped by a closing loop): leave the future's list,
+  // under its lock (a completion may be taking this waiter out at the same moment).
   ~SharedFutureAwaiter() {
-    if (linked) s_->unlink(*this);
+    if (suspended_) s_->unlink(*this);
     if (counted_) --loop->foreign_waits;
   }
 
@@ -326,7 +328,9 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
       counted_ = false;
       --loop->foreign_waits;
     }
-    if (suspended_ && (task->take_cancel() | aborted_)) task->throw_cancelled();
+    // Resumed: the completion or the abort took this waiter out of the list already.
+    if (std::exchange(suspended_, false) && (task->take_cancel() | aborted_))
+      task->throw_cancelled();
     auto st = s_->status();
     if (st == SharedStateBase::Status::cancelled) throw_for_cancelled_shared();
     if (std::exception_ptr e = s_->exception_unlocked()) {

@@ -48,8 +48,14 @@ class [[nodiscard]] Held {
  public:
   Held(Held&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
   Held& operator=(Held&&) = delete;
+  // Never throws: if the lock was given up meanwhile (a Condition::wait whose task was
+  // destroyed with its loop while it waited to take the lock back), there is nothing to
+  // release.
   ~Held() {
-    if (p_) p_->release();
+    if (p_) try {
+        p_->release();
+      } catch (const Error&) {
+      }
   }
   // Releases now instead of at the end of the scope.
   void release() {
@@ -215,6 +221,12 @@ class [[nodiscard]] Lock::AcquireAwaiter : private detail::WaitNode {
  public:
   explicit AcquireAwaiter(Lock& lock) noexcept : lock_(lock) {}
   AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  // until awaited
+  ~AcquireAwaiter() {
+    if (woken_unclaimed()) {  // the lock was ours to take: the next waiter's now
+      lock_.waiters_.remove(*this);
+      if (!lock_.locked_) lock_.wake_up_first();
+    }
+  }
   bool await_ready() {
     lock_.check_loop("Lock.acquire()");
     if (!lock_.locked_ && lock_.waiters_.all_cancelled()) {
@@ -281,6 +293,14 @@ class [[nodiscard]] Semaphore::AcquireAwaiter : private detail::WaitNode {
  public:
   explicit AcquireAwaiter(Semaphore& s) noexcept : s_(s) {}
   AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  // until awaited
+  ~AcquireAwaiter() {
+    if (woken_unclaimed()) {  // a unit was taken for us: give it back
+      s_.waiters_.remove(*this);
+      ++s_.value_;
+      while (s_.value_ > 0)
+        if (!s_.wake_up_next()) break;
+    }
+  }
   bool await_ready() {
     s_.check_loop("Semaphore.acquire()");
     if (!s_.locked()) {

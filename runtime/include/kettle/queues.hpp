@@ -190,6 +190,13 @@ class QueueImpl : private LoopBound {
   class Waiting : private WaitNode {
    public:
     Waiting(QueueImpl& q, bool putter) noexcept : q_(q), putter_(putter) {}
+    Waiting(const Waiting&) = delete;
+    ~Waiting() {
+      if (woken_unclaimed()) {  // woken for room or an item it will not use
+        list().remove(*this);
+        if (putter_ ? !q_.full() : !q_.empty()) list().pop_and_wake_next();
+      }
+    }
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> h) {
       list().push_back(*this);

@@ -471,18 +471,23 @@ void PoolCore::dispatch() noexcept {
         auto now = std::chrono::steady_clock::now();
         for (std::size_t depth = 1; depth <= limit && !pending_.empty(); ++depth) {
           for (Worker* w : ready) {
-            if (pending_.empty()) break;
             if (w->retiring || w->inflight.size() >= depth) continue;
-            Task t = std::move(pending_.front());
-            pending_.pop_front();
-            if (!t.started && !t.completer->start()) continue;  // cancelled while pending
-            std::uint64_t id = next_id_++;
-            std::memcpy(t.frame.data() + 5, &id, sizeof id);
-            w->wbuf += t.frame;
-            if (w->inflight.empty()) w->mark = now;
-            t.started = true;
-            w->inflight.emplace_back(id, std::move(t));
-            if (++w->sent == config_.max_tasks_per_child) w->retiring = true;
+            // The next task not cancelled while it waited (those are dropped, and do not
+            // use up the worker's turn: nothing else might call dispatch again).
+            while (!pending_.empty()) {
+              Task t = std::move(pending_.front());
+              pending_.pop_front();
+              if (!t.started && !t.completer->start()) continue;
+              std::uint64_t id = next_id_++;
+              std::memcpy(t.frame.data() + 5, &id, sizeof id);
+              w->wbuf += t.frame;
+              if (w->inflight.empty()) w->mark = now;
+              t.started = true;
+              w->inflight.emplace_back(id, std::move(t));
+              if (++w->sent == config_.max_tasks_per_child) w->retiring = true;
+              break;
+            }
+            if (pending_.empty()) break;
           }
         }
       }

@@ -46,7 +46,13 @@ class WaitNode : public CancelHook {
   }
 
   // After the task resumed: whether `await fut` must raise CancelledError here.
-  bool resumed_cancelled() noexcept { return task_->take_cancel() | (state_ == State::cancelled); }
+  bool resumed_cancelled() noexcept {
+    resumed_ = true;
+    return task_->take_cancel() | (state_ == State::cancelled);
+  }
+  // Woken (handed the lock, a unit, an item's turn), but the task never resumed to use it:
+  // its frame is being destroyed (the loop closed). The awaiter passes the wake-up on.
+  bool woken_unclaimed() const noexcept { return state_ == State::done && !resumed_; }
   [[noreturn]] void throw_cancelled() const { task_->throw_cancelled(); }
 
  private:
@@ -65,6 +71,7 @@ class WaitNode : public CancelHook {
   WaitList* list_ = nullptr;
   TaskBase* task_ = nullptr;
   State state_ = State::idle;
+  bool resumed_ = false;
 };
 
 // A FIFO of waiters (asyncio: collections.deque of futures).
