@@ -11,8 +11,8 @@
 // starts (set_running_or_notify_cancel). A future nobody runs behaves like asyncio.Future:
 // cancel() always succeeds until it is done.
 //
-// Awaiting from a task: if the task is cancelled while it waits, the future is cancelled
-// too if it is still pending; running work goes on (and gets a stop request, see
+// Cancellation: if the task awaiting a Future is cancelled while it waits, the future is
+// cancelled too if it is still pending; running work goes on (and gets a stop request, see
 // stop_token()) while the task sees CancelledError at once.
 //
 // result() and exception() block only off the loop: on a loop thread, waiting would

@@ -192,6 +192,7 @@ class Barrier {
 
   // Waits until `parties` tasks are waiting; returns this task's arrival index
   // (0 .. parties-1). BrokenBarrierError if the barrier is reset or aborted meanwhile.
+  // Cancellation: this task no longer counts as arrived.
   Coro<std::size_t> wait();
   // Back to the empty state; tasks waiting get BrokenBarrierError.
   Coro<> reset();

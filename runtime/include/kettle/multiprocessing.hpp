@@ -48,7 +48,8 @@ class Process {
   void start();  // RuntimeError if started twice
   // Waits for the process to end (at most timeout); returns whether it has ended.
   bool join(std::optional<std::chrono::duration<double>> timeout = std::nullopt);
-  Coro<void> wait();  // join, awaited from a task
+  // join(), awaited from a task. Cancellation: the process goes on.
+  Coro<void> wait();
   bool is_alive() const;
   // None (nullopt) while running; 0 after a normal end, 1 if the target threw (the error is
   // printed to stderr, as Python prints the traceback), the exit status if it called

@@ -11,8 +11,9 @@
 // every child the body created. The first child that fails (with anything but
 // CancelledError) cancels the other children and the body, and no new child may be
 // created (RuntimeError); once all have finished, the group raises kettle::ExceptionGroup
-// with every failure (a child's own ExceptionGroup nests). If the task running the group
-// is cancelled from outside, the children are cancelled and CancelledError propagates.
+// with every failure (a child's own ExceptionGroup nests).
+// Cancellation: if the task running the group is cancelled from outside, the children and
+// the body are cancelled, the group waits for all of them, then CancelledError propagates.
 // The body's own value is returned when nothing failed.
 //
 // No child can outlive its group: there is no way to leave task_group() before its

@@ -155,10 +155,11 @@ SleepAwaiter sleep(double seconds);
 // Arguments may be Coros (made tasks at once), Tasks, other gathers or any awaitable.
 // Children run concurrently. A void child contributes std::monostate. By default the
 // first exception is propagated to the awaiter at once and the other children keep
-// running (asyncio's meaning). Cancelling the gather cancels every unfinished child; a
-// child cancelled from outside counts as that child raising CancelledError.
-// gather() returns a LoopFuture (alias GatheringFuture), which can be awaited, cancelled
-// and inspected.
+// running (asyncio's meaning). A child cancelled from outside counts as that child raising
+// CancelledError. gather() returns a LoopFuture (alias GatheringFuture), which can be
+// awaited, cancelled and inspected.
+// Cancellation: cancelling the gather (or the task awaiting it) cancels every unfinished
+// child; results of children already done are dropped with it.
 
 inline constexpr struct return_exceptions_t {
   explicit return_exceptions_t() = default;
@@ -238,8 +239,9 @@ auto gather(return_exceptions_t, Aws&&... aws);
 //   auto [done, pending] = co_await kettle::wait(tasks, kettle::FIRST_COMPLETED, 1s);
 //   for (auto next : kettle::as_completed(tasks, 2s)) T r = co_await next;
 
-// shield(aw): a LoopFuture that follows aw (a Coro becomes a task). Cancelling it, or
-// the task awaiting it, does not cancel aw; the awaiting task still sees CancelledError.
+// shield(aw): a LoopFuture that follows aw (a Coro becomes a task).
+// Cancellation: cancelling it, or the task awaiting it, does not cancel aw, which runs on
+// (its result, if nobody else awaits it, is dropped); the awaiting task sees CancelledError.
 template <class Aw>
 auto shield(Aw&& aw);
 
@@ -249,16 +251,20 @@ struct WaitResult {
   std::vector<Fut> pending;
 };
 
-// wait(futures, return_when, timeout): waits for Tasks or LoopFutures (not Coros: make
-// them tasks first, as asyncio requires) and returns which are done and which pending, in
-// the input's order. Never raises TimeoutError and never cancels anything.
+// wait(futures, return_when, timeout): waits for Tasks, LoopFutures or Futures (not
+// Coros: make them tasks first, as asyncio requires) and returns which are done and which
+// pending, in the input's order (a future given twice, once). Never raises TimeoutError.
+// Cancellation: nothing is cancelled, the futures go on.
 template <class Range>
 auto wait(Range&& futures, ReturnWhen return_when = ALL_COMPLETED,
           std::optional<std::chrono::duration<double>> timeout = std::nullopt);
 
-// as_completed(aws, timeout): as many awaitables as aws has, each giving the next result
-// in completion order (or raising its exception); after the timeout, the ones left raise
-// TimeoutError. Coros are made tasks.
+// as_completed(aws, timeout): as many awaitables as aws has (a future given twice, once),
+// each giving the next result in completion order (or raising its exception); after the
+// timeout, the ones left raise TimeoutError. Coros are made tasks. Iterating again after a
+// `break` resumes where it stopped.
+// Cancellation: a step cancelled while waiting takes no result (the next step gets it);
+// the awaitables go on.
 template <class Range>
 auto as_completed(Range&& aws, std::optional<std::chrono::duration<double>> timeout = std::nullopt);
 

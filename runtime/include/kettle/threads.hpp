@@ -11,9 +11,10 @@
 //
 // to_thread runs fn(args...) on the running loop's default ThreadPoolExecutor (created on
 // first use; kettle::run shuts it down on the way out, waiting for running work). The
-// work starts at once; the returned Future is awaited for its result. Cancelling the
-// awaiting task cancels work that has not started, and asks running work to stop if its
-// callable takes a std::stop_token first.
+// work starts at once; the returned Future is awaited for its result.
+// Cancellation: cancelling the awaiting task cancels work that has not started, and asks
+// running work to stop if its callable takes a std::stop_token first (its result is then
+// dropped).
 //
 // On g++ 12, pass a named lambda, or one that captures by reference, or put the captured
 // state in the arguments: g++ 12 frees a lambda temporary's owning captures twice inside

@@ -18,6 +18,9 @@
 // timeout's, goes through unchanged (nested timeouts are counted with
 // Task::cancelling/uncancel, as in asyncio). An exception raised while the body unwinds
 // propagates instead of TimeoutError. The deadline is disarmed on every way out.
+// Cancellation: what the body awaits decides what is left behind (see each awaitable);
+// wait_for of a Task cancels it and waits until it has really finished. Any awaitable
+// works as a body or in wait_for, and wait_for(...) can itself go to create_task.
 //
 // C++ has no `async with`, so the body is an awaitable (usually a Coro) handed to the
 // scope. To reach the scope from inside the body, create it first and pass it by

@@ -28,6 +28,10 @@
 // BrokenProcessPool. A worker's death is acted on at once, even if a child it forked still
 // holds its socket; if the fork server itself dies, another is started.
 //
+// Cancellation: a task awaiting a submit's Future that is cancelled cancels the work if no
+// worker has it yet; work already sent runs to its end in its worker (another process
+// cannot be interrupted safely) and its result is dropped.
+//
 // A worker runs user code, so the parent trusts nothing it sends: a message that breaks the
 // protocol (malformed, a reply to a task it was not running, a result that does not read as
 // fn's result type, a size prefix larger than the message) gets that worker killed, and its
