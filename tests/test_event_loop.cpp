@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <ratio>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -519,6 +521,42 @@ TEST(EventLoop, test_call_later_huge_and_nan_delays) {
   EXPECT_THROW(loop.call_later(std::chrono::duration<double>(std::nan("")), [] {}),
                kettle::ValueError);
   loop.call_later(20ms, [&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(fired, 1);
+}
+
+// A Task handle that outlives its loop, its task suspended on a Future when the loop
+// closed: dropping the handle destroys the frame after the loop is gone (the awaiter used
+// to write into the destroyed loop: ASan).
+TEST(EventLoop, test_task_handle_outlives_its_loop) {
+  kettle::Future<int> f;
+  kettle::Task<int> t;  // declared before the loop: outlives it
+  {
+    auto loop = std::make_unique<EventLoop>();
+    loop->set_exception_handler([](EventLoop&, const kettle::ExceptionContext&) {});
+    auto waiter = [](kettle::Future<int> f) -> Coro<int> { co_return co_await f; };
+    auto start = [&]() -> Coro<> {
+      t = kettle::create_task(waiter(f));
+      co_await kettle::sleep(0);
+    };
+    loop->run_until_complete(start());
+    loop->close();
+  }
+  EXPECT_FALSE(t.done());
+  t = {};
+  f.set_result(1);  // nobody waits
+}
+
+// A period that is not a whole number of nanoseconds (1/3 s): converting it used to
+// overflow (signed, UBSan) close to the 100-year cap.
+TEST(EventLoop, test_odd_periods_saturate) {
+  using third = std::chrono::duration<long long, std::ratio<1, 3>>;
+  EventLoop loop;
+  int fired = 0;
+  loop.call_later(third(3LL * 3600 * 24 * 365 * 99), [&] { ++fired; });  // 99 years
+  loop.call_later(third(std::numeric_limits<long long>::max()), [&] { ++fired; });
+  loop.call_later(third(1), [&] { ++fired; });  // a third of a second
+  loop.call_later(third(2), [&] { loop.stop(); });
   loop.run_forever();
   EXPECT_EQ(fired, 1);
 }

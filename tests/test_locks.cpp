@@ -759,3 +759,36 @@ TEST(Semaphore, test_release_overflow) {
     co_return;
   });
 }
+
+// Woken (handed the unit, the lock's turn) just before the loop closed, and destroyed with it
+// before it could run: the unit goes back (the semaphore used to lose it).
+TEST(Semaphore, test_close_with_waiter_woken_but_not_resumed) {
+  kettle::Semaphore sem(1);
+  kettle::Lock lock;
+  {
+    kettle::EventLoop loop;
+    loop.set_exception_handler([](kettle::EventLoop&, const kettle::ExceptionContext&) {});
+    auto waiter = [&]() -> Coro<> {
+      auto s = co_await sem.scoped();
+      auto l = co_await lock.scoped();
+      co_await kettle::sleep(3600s);
+    };
+    auto start = [&]() -> Coro<> {
+      co_await sem.acquire();
+      co_await lock.acquire();
+      (void)kettle::create_task(waiter());
+      co_await kettle::sleep(1ms);  // the waiter now waits for the semaphore
+    };
+    loop.run_until_complete(start());
+    EXPECT_EQ(sem.value(), 0);
+    loop.call_soon([&] {
+      sem.release();  // hands the unit to the waiter, which will not run before the stop
+      loop.stop();
+    });
+    loop.run_forever();
+    EXPECT_EQ(sem.value(), 0);  // taken for the waiter
+    loop.close();
+  }
+  EXPECT_EQ(sem.value(), 1);
+  EXPECT_TRUE(lock.locked());  // still held by start(), which finished holding it
+}

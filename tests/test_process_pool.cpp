@@ -9,13 +9,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <list>
 #include <map>
 #include <random>
 #include <set>
@@ -824,6 +827,9 @@ Payload hostile(int mode, std::uint32_t seed, bool then_exit) {
     case 6:  // a length of 4 GiB, then nothing
       bytes = std::string("\xf0\xff\xff\xff", 4) + "x";
       break;
+    case 7:  // replies out of order: the next task's first
+      bytes = valid_result(id + 1, good) + valid_result(id, good);
+      break;
     default: {  // the fuzz: a valid reply (and a second frame), mutated
       bytes = valid_result(id, good) + valid_result(id + 1, good);
       std::size_t edits = 1 + pick(4);
@@ -880,7 +886,7 @@ TEST(ProcessPoolFaults, test_worker_breaking_the_protocol_is_killed) {
   ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
   pool.submit(square, 1).result();
   long rss = peak_rss_kb();
-  for (int mode = 0; mode <= 5; ++mode) {
+  for (int mode : {0, 1, 2, 3, 4, 5, 7}) {
     auto honest = pool.submit(sleep_and_return, 50, mode);
     auto f = pool.submit(hostile, mode, 0u, false);  // hangs: only the parent can end it
     try {
@@ -955,6 +961,20 @@ TEST(ProcessPoolFaults, test_input_archive_trusts_nothing) {
   EXPECT_THROW(read(std::string(1, '\x02'), b), kettle::RuntimeError);
   int i;
   EXPECT_THROW(read(std::string("ab"), i), kettle::RuntimeError);
+  // A size claim no bigger than the bytes left, for elements that are large in memory: the
+  // sequence grows as elements are read, rather than being resized to the claim first
+  // (1 GiB of zeroed memory for this 256 KiB reply).
+  {
+    long rss = peak_rss_kb();
+    std::string claim = u64((256 << 10) - 8) + std::string((256 << 10) - 8, '\0');
+    std::vector<std::array<char, 4096>> big;
+    EXPECT_THROW(read(claim, big), kettle::RuntimeError);
+    std::deque<std::array<char, 4096>> dq;
+    EXPECT_THROW(read(claim, dq), kettle::RuntimeError);
+    std::list<std::array<char, 4096>> ls;
+    EXPECT_THROW(read(claim, ls), kettle::RuntimeError);
+    EXPECT_LT(peak_rss_kb() - rss, 128 * 1024);
+  }
   // And what cereal wrote reads back.
   Payload p{{4, 5}, {"x", "yz"}}, q;
   std::string bytes;
@@ -964,6 +984,18 @@ TEST(ProcessPoolFaults, test_input_archive_trusts_nothing) {
   }
   EXPECT_EQ(read(bytes, q), 0u);
   EXPECT_EQ(q, p);
+  std::vector<std::array<double, 3>> arrays{{1, 2, 3}, {4, 5, 6}}, arrays2;
+  std::deque<std::string> words{"a", "bc"}, words2;
+  std::string bytes2;
+  {
+    proc::OutArchive oa(bytes2);
+    oa(arrays, words);
+  }
+  proc::Reader r2(bytes2.data(), bytes2.size());
+  proc::InArchive ia2(r2);
+  ia2(arrays2, words2);
+  EXPECT_EQ(arrays2, arrays);
+  EXPECT_EQ(words2, words);
 }
 
 namespace {
@@ -1072,6 +1104,33 @@ TEST(ProcessPoolFaults, test_fork_server_restarts) {
   EXPECT_NE(proc::forkserver_pid(), server);
   ProcessPoolExecutor fresh(ProcessPoolOptions{.max_workers = 1});
   EXPECT_EQ(fresh.submit(square, 3).result(30s), 9);
+}
+
+// The same, with work submitted the moment the server is dead, before the pool's manager
+// has read its end: the request it cannot take starts another server (it used to break the
+// pool for good: "the fork server does not answer").
+TEST(ProcessPoolFaults, test_fork_server_dies_just_before_a_request) {
+  for (int round = 0; round < 10; ++round) {
+    ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 4});
+    EXPECT_EQ(pool.submit(square, 2).result(30s), 4);
+    int server = proc::forkserver_pid();
+    ASSERT_GT(server, 0);
+    ::kill(server, SIGKILL);
+    siginfo_t si{};  // until it is dead (not reaped: WNOWAIT)
+    while (::waitid(P_PID, static_cast<id_t>(server), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           si.si_pid == 0)
+      std::this_thread::yield();
+    std::vector<kettle::Future<int>> fs;
+    for (int i = 0; i < 8; ++i)
+      fs.push_back(pool.submit(square, i));
+    for (auto& f : fs) {
+      try {
+        (void)f.result(30s);
+      } catch (const kettle::WorkerCrashedError&) {  // caught on a worker of the dead server
+      }
+    }
+    EXPECT_EQ(pool.submit(square, 3).result(30s), 9) << "round " << round;
+  }
 }
 
 namespace {

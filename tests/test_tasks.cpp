@@ -1088,6 +1088,41 @@ TEST(Tasks, test_cancel_with_message_twice) {
   }());
 }
 
+// A task awaiting another, cancelled twice: asyncio forwards both requests to the awaited
+// task (its cancelling() is 2), and the first message is the one raised.
+TEST(Tasks, test_cancel_twice_is_forwarded_to_the_awaited_task) {
+  kettle::run([]() -> Coro<> {
+    std::string seen;
+    std::uint32_t inner_cancelling = 0;
+    auto inner = [&]() -> Coro<> {
+      try {
+        co_await kettle::sleep(3600s);
+      } catch (const kettle::CancelledError& e) {
+        seen = e.message();
+        inner_cancelling = kettle::current_task().cancelling();
+        throw;
+      }
+    };
+    Task<> b = kettle::create_task(inner());
+    auto outer = [](Task<> b) -> Coro<> { co_await b; };
+    Task<> a = kettle::create_task(outer(b));
+    co_await kettle::sleep(0);
+    co_await kettle::sleep(0);
+    EXPECT_TRUE(a.cancel("x"));
+    EXPECT_TRUE(a.cancel("y"));
+    EXPECT_EQ(b.cancelling(), 2u);
+    EXPECT_EQ(a.cancelling(), 2u);
+    try {
+      co_await a;
+      ADD_FAILURE() << "no CancelledError";
+    } catch (const kettle::CancelledError& e) {
+      EXPECT_EQ(e.message(), "x");
+    }
+    EXPECT_EQ(seen, "x");
+    EXPECT_EQ(inner_cancelling, 2u);
+  }());
+}
+
 TEST(Tasks, test_empty_task_raises_invalid_state) {
   Task<int> empty;
   EXPECT_THROW(empty.done(), kettle::InvalidStateError);
@@ -1173,6 +1208,36 @@ TEST(AsCompleted, test_as_completed_cancelled_twice) {
     co_await kettle::sleep(1ms);
     u.cancel();
     EXPECT_THROW(co_await u, kettle::CancelledError);
+  }());
+}
+
+// A task that cancels itself and then awaits an as_completed step gives the step its
+// pending request at once; a second cancel() before the task runs must not wake it again
+// (it resumed inside an unrelated sleep).
+TEST(AsCompleted, test_as_completed_self_cancel_then_cancel) {
+  kettle::run([]() -> Coro<> {
+    std::vector<Task<int>> ts{kettle::create_task(value_after(3600s, 1))};
+    int resumed = 0;
+    std::chrono::steady_clock::duration slept{};
+    auto body = [&]() -> Coro<> {
+      auto ac = kettle::as_completed(ts);
+      (void)kettle::current_task().cancel("self");
+      try {
+        (void)co_await ac.next();
+      } catch (const kettle::CancelledError&) {
+      }
+      ++resumed;
+      auto t0 = std::chrono::steady_clock::now();
+      co_await kettle::sleep(100ms);  // a stray second wake-up would end it early
+      slept = std::chrono::steady_clock::now() - t0;
+    };
+    Task<> t = kettle::create_task(body());
+    co_await kettle::sleep(0);  // t runs: cancels itself, suspends in the step
+    t.cancel("again");          // before t runs again
+    co_await t;
+    EXPECT_EQ(resumed, 1);
+    EXPECT_GE(slept, 100ms);
+    ts[0].cancel();
   }());
 }
 

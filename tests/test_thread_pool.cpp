@@ -280,3 +280,22 @@ TEST(ThreadPool, test_shutdown_wait_from_two_threads) {
     EXPECT_EQ(saw_unfinished, 0);
   }
 }
+
+// One of the pool's own workers calls shutdown(wait) while another thread is joining: it
+// cannot wait for its own join (that deadlocked).
+TEST(ThreadPool, test_shutdown_wait_from_a_worker_while_joining) {
+  auto pool = std::make_unique<ThreadPoolExecutor>(2);
+  std::atomic<bool> joining{false};
+  Future<void> f = pool->submit([&] {
+    while (!joining)
+      std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(20ms);  // the other thread is in shutdown(wait) by now
+    pool->shutdown(true);
+  });
+  std::thread joiner([&] {
+    joining = true;
+    pool->shutdown(true);
+  });
+  joiner.join();
+  EXPECT_TRUE(f.done());
+}

@@ -28,15 +28,9 @@ struct CallbackWaiter final : Waiter {
 
 FutureCore::~FutureCore() {
   // A future dropped while pending (a shield nobody holds any more) frees its callbacks.
-  while (Waiter* tail = tail_) {
-    Waiter* w = tail->next;
-    if (w == tail)
-      tail_ = nullptr;
-    else
-      tail->next = w->next;
-    w->next = nullptr;
+  take_waiters([](Waiter* w) {
     if (w->notify == &CallbackWaiter::notify) w->notify(w, true);
-  }
+  });
   anchor_->release();
 }
 
@@ -130,28 +124,12 @@ void FutureCore::finish_cancelled(std::exception_ptr cancelled_error) noexcept {
 void FutureCore::complete(State s) noexcept {
   add_ref();  // a waiter may drop the last outside reference while we notify
   state_ = s;
-  while (Waiter* tail = tail_) {
-    Waiter* w = tail->next;
-    if (w == tail)
-      tail_ = nullptr;
-    else
-      tail->next = w->next;
-    w->next = nullptr;
-    w->notify(w, false);
-  }
+  take_waiters([](Waiter* w) { w->notify(w, false); });
   release();
 }
 
 void FutureCore::abandon() noexcept {
-  while (Waiter* tail = tail_) {
-    Waiter* w = tail->next;
-    if (w == tail)
-      tail_ = nullptr;
-    else
-      tail->next = w->next;
-    w->next = nullptr;
-    w->notify(w, true);
-  }
+  take_waiters([](Waiter* w) { w->notify(w, true); });
 }
 
 void throw_empty_future(const char* what) {

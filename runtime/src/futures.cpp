@@ -5,6 +5,29 @@
 
 namespace kettle::detail {
 
+namespace {
+// The waiters' and watchers' lists: doubly linked, unordered, under the future's lock.
+template <class N>
+void list_push(N*& head, N& n) noexcept {
+  n.prev = nullptr;
+  n.next = head;
+  if (head) head->prev = &n;
+  head = &n;
+  n.linked = true;
+}
+template <class N>
+bool list_remove(N*& head, N& n) noexcept {
+  if (!n.linked) return false;
+  if (n.prev)
+    n.prev->next = n.next;
+  else
+    head = n.next;
+  if (n.next) n.next->prev = n.prev;
+  n.linked = false;
+  return true;
+}
+}  // namespace
+
 SharedStateBase::SharedStateBase() noexcept {
   if (LoopCore* l = tls_loop) origin_ = l->gate;
 }
@@ -48,23 +71,13 @@ void SharedStateBase::finish_locked(Status s, Notice& n) {
 bool SharedStateBase::watch(Watcher& w) {
   std::lock_guard lock(mutex_);
   if (done()) return false;
-  w.prev = nullptr;
-  w.next = watchers_;
-  if (watchers_) watchers_->prev = &w;
-  watchers_ = &w;
-  w.linked = true;
+  list_push(watchers_, w);
   return true;
 }
 
 void SharedStateBase::unwatch(Watcher& w) noexcept {
   std::lock_guard lock(mutex_);
-  if (!w.linked) return;
-  if (w.prev)
-    w.prev->next = w.next;
-  else
-    watchers_ = w.next;
-  if (w.next) w.next->prev = w.prev;
-  w.linked = false;
+  list_remove(watchers_, w);
 }
 
 void SharedStateBase::notify(Notice& n) noexcept {
@@ -157,23 +170,13 @@ void SharedStateBase::add_callback(std::function<void()> fn) {
 bool SharedStateBase::link(AsyncWaiter& w) {
   std::lock_guard lock(mutex_);
   if (done()) return false;
-  w.prev = nullptr;
-  w.next = waiters_;
-  if (waiters_) waiters_->prev = &w;
-  waiters_ = &w;
-  w.linked = true;
+  list_push(waiters_, w);
   return true;
 }
 
 void SharedStateBase::unlink(AsyncWaiter& w) noexcept {
   std::lock_guard lock(mutex_);
-  if (!w.linked) return;
-  if (w.prev)
-    w.prev->next = w.next;
-  else
-    waiters_ = w.next;
-  if (w.next) w.next->prev = w.prev;
-  w.linked = false;
+  list_remove(waiters_, w);
 }
 
 bool SharedStateBase::abort_wait(AsyncWaiter& w) {
@@ -181,18 +184,17 @@ bool SharedStateBase::abort_wait(AsyncWaiter& w) {
   bool stop = false;
   {
     std::lock_guard lock(mutex_);
-    if (!w.linked) return false;  // a completion is already waking the task
-    if (w.prev)
-      w.prev->next = w.next;
-    else
-      waiters_ = w.next;
-    if (w.next) w.next->prev = w.prev;
-    w.linked = false;
+    if (!list_remove(waiters_, w)) return false;  // a completion is already waking the task
     Status s = status();
-    if (s == Status::pending)
+    if (s == Status::pending) {
       finish_locked(Status::cancelled, n);  // as asyncio: cancelling the waiter cancels it
-    else
-      stop = s == Status::running;  // the work goes on unless it listens for stop requests
+    } else if (s == Status::running) {
+      // The work goes on unless it listens for stop requests; whatever it ends with, its
+      // awaiter gave up on it, so an exception (say, the stop request obeyed by throwing)
+      // is not "never retrieved" (asyncio does not report it either).
+      stop = true;
+      mark_retrieved();
+    }
   }
   if (stop) stop_.request_stop();  // outside the lock: stop callbacks run inline
   notify(n);
@@ -253,7 +255,10 @@ BlockingWait::BlockingWait(std::vector<std::shared_ptr<SharedStateBase>> states)
     n.owner = this;
     n.index = i;
     n.state = std::move(states[i]);
-    if (!n.state->watch(n)) finished_.push_back(i);  // done already
+    if (!n.state->watch(n)) {  // done already (another node may be firing meanwhile)
+      std::lock_guard lock(mutex_);
+      finished_.push_back(i);
+    }
   }
 }
 

@@ -77,15 +77,16 @@ bool TaskBase::cancel(std::string_view msg) {
   retrieved_ = true;  // asyncio: a cancelled task's exception is not reported
   if (done()) return false;
   ++num_cancels_;
-  // The awaitable took an earlier request and will raise its CancelledError: that one
-  // (and its message) wins, as in asyncio, and the awaitable is not asked twice.
-  if (flags_ & kCancelTaken) return true;
-  if (!msg.empty() || extras_) extras().cancel_message.assign(msg);
+  // Once the awaitable took a request it will raise that CancelledError: its message wins,
+  // as in asyncio, and nothing more is needed. The awaitable is asked again all the same
+  // (every hook answers a second call; an awaited task takes it, as asyncio forwards it).
+  bool taken_before = flags_ & kCancelTaken;
+  if (!taken_before && (!msg.empty() || extras_)) extras().cancel_message.assign(msg);
   if (hook_ && hook_->cancel(hook_)) {
     flags_ |= kCancelTaken;
     return true;
   }
-  flags_ |= kMustCancel;
+  if (!taken_before) flags_ |= kMustCancel;
   return true;
 }
 

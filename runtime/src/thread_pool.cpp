@@ -10,6 +10,9 @@
 namespace kettle {
 
 namespace {
+// The pool whose worker this thread is, if any.
+thread_local const ThreadPoolExecutor* current_pool = nullptr;
+
 std::string default_prefix() {
   static std::atomic<unsigned> counter{0};
   return "pool-" + std::to_string(counter++);
@@ -49,6 +52,7 @@ void ThreadPoolExecutor::submit_item(std::unique_ptr<WorkItem> item) {
 }
 
 void ThreadPoolExecutor::worker(std::size_t index) {
+  current_pool = this;
   std::string name = prefix_ + "_" + std::to_string(index);
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   if (initializer_) {
@@ -137,7 +141,7 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
     std::lock_guard lock(mutex_);
     joined_ = true;
     joined_cv_.notify_all();
-  } else if (wait) {
+  } else if (wait && current_pool != this) {  // a worker cannot wait for its own join
     std::unique_lock lock(mutex_);
     joined_cv_.wait(lock, [this] { return joined_; });
   }

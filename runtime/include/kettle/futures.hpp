@@ -155,7 +155,6 @@ struct AsyncWaiter {
   AsyncWaiter* prev = nullptr;
   AsyncWaiter* next = nullptr;
   TaskBase* task = nullptr;
-  LoopCore* loop = nullptr;
   std::shared_ptr<LoopGate> gate;
   bool linked = false;
 };
@@ -301,11 +300,14 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
       : CancelHook{&hook}, s_(std::move(s)) {}
   SharedFutureAwaiter(const SharedFutureAwaiter&) = delete;
   SharedFutureAwaiter& operator=(const SharedFutureAwaiter&) = delete;
-  // Destroyed while suspended (its task dropped by a closing loop): leave the future's list,
-  // under its lock (a completion may be taking this waiter out at the same moment).
+  // Destroyed while suspended (its task dropped by a closing loop, maybe long after the loop
+  // itself is gone): leave the future's list, under its lock (a completion may be taking
+  // this waiter out at the same moment).
   ~SharedFutureAwaiter() {
-    if (suspended_) s_->unlink(*this);
-    if (counted_) --loop->foreign_waits;
+    if (anchor_) {
+      s_->unlink(*this);
+      uncount();
+    }
   }
 
   bool await_ready() const noexcept { return s_->done(); }
@@ -313,24 +315,21 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
   bool await_suspend(std::coroutine_handle<> h) {
     TaskBase& t = current_task_for_await();
     task = &t;
-    loop = tls_loop;
-    gate = loop->gate;
+    gate = tls_loop->gate;
     if (!s_->link(*this)) return false;  // completed meanwhile
-    suspended_ = true;
-    counted_ = true;
-    ++loop->foreign_waits;
+    anchor_ = tls_loop->anchor;
+    anchor_->add_ref();
+    ++tls_loop->foreign_waits;
     t.suspend(h, this);
     return true;
   }
 
   T await_resume() {
-    if (counted_) {
-      counted_ = false;
-      --loop->foreign_waits;
-    }
     // Resumed: the completion or the abort took this waiter out of the list already.
-    if (std::exchange(suspended_, false) && (task->take_cancel() | aborted_))
-      task->throw_cancelled();
+    if (anchor_) {
+      uncount();
+      if (task->take_cancel() | aborted_) task->throw_cancelled();
+    }
     auto st = s_->status();
     if (st == SharedStateBase::Status::cancelled) throw_for_cancelled_shared();
     if (std::exception_ptr e = s_->exception_unlocked()) {
@@ -350,10 +349,14 @@ class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
     return true;
   }
 
+  void uncount() noexcept {
+    if (LoopCore* l = anchor_->loop) --l->foreign_waits;
+    std::exchange(anchor_, nullptr)->release();
+  }
+
   std::shared_ptr<SharedState<T>> s_;
-  bool suspended_ = false;
+  LoopAnchor* anchor_ = nullptr;  // while suspended: counted in the loop's foreign_waits
   bool aborted_ = false;
-  bool counted_ = false;  // in the loop's foreign_waits
 };
 
 [[noreturn]] void throw_result_on_loop();

@@ -172,8 +172,8 @@ class AsioAwaiter : private CancelHook {
   static bool hook(CancelHook* h) {
     auto* a = static_cast<AsioAwaiter*>(h);
     State& s = *a->st_;
-    if (s.completed.load(std::memory_order_acquire))
-      return false;  // completed already: the task throws when it runs
+    if (s.cancel_requested || s.completed.load(std::memory_order_acquire))
+      return false;  // cancelled already, or completed: the task throws when it runs
     s.cancel_requested = true;
     s.signal.emit(asio::cancellation_type::terminal);
     return true;

@@ -46,9 +46,20 @@ namespace kettle::detail::proc {
 
 // One fork server process: the shared one (forkserver) or a pool's own (fork).
 struct ServerLink {
-  ServerLink(asio::io_context& io, int fd, int pid) : fd(fd), pid(pid), watch(io) {}
+  ServerLink(asio::io_context& io, int fd, int pid)
+      : fd(fd), pid(pid), pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))), watch(io) {}
+  ~ServerLink() {
+    if (pidfd >= 0) ::close(pidfd);
+  }
+  ServerLink(const ServerLink&) = delete;
+  ServerLink& operator=(const ServerLink&) = delete;
+  // Our child, not reaped before server_gone or close_server: signalled through its pidfd.
+  void kill() const noexcept {
+    if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  }
   int fd;
   int pid;
+  int pidfd;
   asio::posix::stream_descriptor watch;  // assigned on the manager thread
   std::atomic<bool> dead{false};
   std::uint64_t next_req = 1;
@@ -208,7 +219,8 @@ ssize_t receive_record(int sock, char* buf, std::size_t size, int& fd) {
 }
 
 void server_gone(ServerLink& s) {
-  if (!s.dead.exchange(true)) ::kill(s.pid, SIGKILL);  // our unreaped child: its own pid
+  s.dead = true;
+  s.kill();  // it may only have stopped answering
   std::vector<Worker*> ws;
   for (auto& [req, w] : s.forking)
     ws.push_back(w);
@@ -276,7 +288,7 @@ void watch_server(const std::shared_ptr<ServerLink>& s) {
   });
 }
 
-// Stops a pool's own fork server and reaps it.
+// Stops a pool's own fork server and reaps it (its end of the socket closed, it exits).
 void close_server(const std::shared_ptr<ServerLink>& s) {
   if (!s || s->dead.exchange(true)) return;
   asio::error_code ec;
@@ -521,14 +533,18 @@ void PoolCore::finish() noexcept {
 // With mutex_ held.
 void PoolCore::start_worker() {
   Manager& m = Manager::instance();
-  if (server_ && server_->dead) {
+  // A dead fork server is replaced (forkserver), whether the manager has seen its end yet
+  // or finds out now because it does not take a request.
+  auto live_server = [&] {
+    if (!server_->dead) return;
     if (config_.method != Method::forkserver)
       throw RuntimeError(
           "this pool's fork server has exited, and a fork pool cannot start another from a "
           "process that now has threads (use StartMethod::forkserver or spawn)");
     server_ = m.forkserver();  // a new one
     watch_once(server_);
-  }
+  };
+  if (server_) live_server();
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     throw RuntimeError(std::string("socketpair failed: ") + std::strerror(errno));
@@ -551,13 +567,20 @@ void PoolCore::start_worker() {
     }
   } close_after{sv[1], slot};
   if (server_) {
-    std::uint64_t req = server_->next_req++;
-    std::string rec;
-    Writer wr(rec);
-    wr.u8(static_cast<std::uint8_t>(MessageKind::fork));
-    wr.u64(req);
-    if (!send_record(server_->fd, rec, sv[1], slot))
-      throw RuntimeError("the fork server does not answer");
+    std::uint64_t req = 0;
+    for (int attempt = 0;; ++attempt) {
+      req = server_->next_req++;
+      std::string rec;
+      Writer wr(rec);
+      wr.u8(static_cast<std::uint8_t>(MessageKind::fork));
+      wr.u64(req);
+      if (send_record(server_->fd, rec, sv[1], slot)) break;
+      if (attempt > 0) throw RuntimeError("the fork server does not answer");
+      // Died before the manager read its end (which will reap it): start another now.
+      server_->dead = true;
+      server_->kill();
+      live_server();
+    }
     w->server = server_;
     server_->forking[req] = w.get();
   } else {

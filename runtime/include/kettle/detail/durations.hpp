@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <ratio>
 #include <type_traits>
 
 namespace kettle::detail {
@@ -29,7 +30,15 @@ std::int64_t duration_ns(std::chrono::duration<Rep, Period> d, const char* what)
   double s = duration<double>(d).count();
   if (s >= double(kNeverNs) * 1e-9) return kNeverNs;
   if (s <= -double(kNeverNs) * 1e-9) return -kNeverNs;
-  return ceil<nanoseconds>(d).count();
+  using ToNs = std::ratio_divide<Period, std::nano>;
+  if constexpr (std::is_integral_v<Rep> && ToNs::den != 1) {
+    // A period like 1/3 s: duration_cast multiplies by 1e9 before it divides, which can
+    // overflow an int64 for a duration under 100 years. Exact enough in long double.
+    long double ns = static_cast<long double>(d.count()) * ToNs::num / ToNs::den;
+    return static_cast<std::int64_t>(std::ceil(ns));
+  } else {
+    return ceil<nanoseconds>(d).count();
+  }
 }
 
 inline std::int64_t seconds_ns(double seconds, const char* what) {

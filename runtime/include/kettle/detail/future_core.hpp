@@ -34,7 +34,8 @@ struct Waiter {
 
 // What an awaiter registers with its task while suspended, so that cancel() can abort
 // the wait. cancel() returns true if the request was taken (asyncio: fut_waiter.cancel()
-// returned True); it must not resume anything inline.
+// returned True); it must not resume anything inline. It may be called again for the same
+// wait (a task cancelled twice): it must then not wake the task a second time.
 struct CancelHook {
   bool (*cancel)(CancelHook*);
 };
@@ -110,6 +111,19 @@ class FutureCore : public Runnable {
  private:
   void destroy() noexcept;
   void complete(State s) noexcept;
+  // Takes every waiter out, oldest first, handing each to f (which may free it).
+  template <class F>
+  void take_waiters(F f) noexcept {
+    while (Waiter* tail = tail_) {
+      Waiter* w = tail->next;
+      if (w == tail)
+        tail_ = nullptr;
+      else
+        tail->next = w->next;
+      w->next = nullptr;
+      f(w);
+    }
+  }
   void report_if_never_retrieved() noexcept;
 
   LoopAnchor* anchor_;

@@ -32,7 +32,7 @@ class TaskBase : public FutureCore {
     resume_ = h;
     hook_ = hook;
     if ((flags_ & kMustCancel) && hook && hook->cancel(hook)) [[unlikely]]
-      flags_ &= ~kMustCancel;
+      flags_ = (flags_ & ~kMustCancel) | kCancelTaken;
   }
   // Scheduling into a closed loop does nothing: the task is being abandoned.
   void wake() {

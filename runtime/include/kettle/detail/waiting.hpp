@@ -341,7 +341,7 @@ class AsCompletedState final : private Runnable {
     }
     static bool hook(CancelHook* h) {
       auto* a = static_cast<Awaiter*>(h);
-      if (a->item_) return false;  // already handed a result
+      if (a->item_ || a->cancelled_) return false;  // handed a result, or cancelled already
       a->s_->unwait(a);
       a->cancelled_ = true;
       a->task_->wake();

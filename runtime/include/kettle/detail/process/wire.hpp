@@ -296,6 +296,40 @@ template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(kettle::detail::proc::InputArchive& ar, BinaryData<T>& bd) {
   ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
 }
+// Sequences grow as their elements are read, rather than being resized to the size their
+// prefix claims first (cereal's way): a claim of n elements of a large type would allocate
+// n x sizeof(T) before a single element is checked. (Arithmetic elements, read in one block
+// that must be there, still are resized: at most sizeof(T) bytes per byte received.)
+namespace kettle_detail {
+template <class Seq>
+void load_grown(kettle::detail::proc::InputArchive& ar, Seq& seq) {
+  size_type n;
+  ar(make_size_tag(n));
+  seq.clear();
+  for (size_type i = 0; i < n; ++i)
+    ar(seq.emplace_back());
+}
+}  // namespace kettle_detail
+template <class T, class A>
+requires(!std::is_same_v<T, bool>) void CEREAL_LOAD_FUNCTION_NAME(
+    kettle::detail::proc::InputArchive& ar, std::vector<T, A>& v) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    size_type n;
+    ar(make_size_tag(n));
+    v.resize(static_cast<std::size_t>(n));
+    ar(binary_data(v.data(), static_cast<std::size_t>(n) * sizeof(T)));
+  } else {
+    kettle_detail::load_grown(ar, v);
+  }
+}
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(kettle::detail::proc::InputArchive& ar, std::deque<T, A>& d) {
+  kettle_detail::load_grown(ar, d);
+}
+template <class T, class A>
+void CEREAL_LOAD_FUNCTION_NAME(kettle::detail::proc::InputArchive& ar, std::list<T, A>& l) {
+  kettle_detail::load_grown(ar, l);
+}
 namespace traits::detail {
 template <>
 struct get_output_from_input<kettle::detail::proc::InputArchive> {
