@@ -106,21 +106,28 @@ TEST(Gather, test_empty_range) {
 TEST(Gather, test_one_exception) {
   // The first exception propagates at once; the other children keep running.
   int finished = 0;
-  auto counted = [&](std::chrono::milliseconds d) -> Coro<int> {
+  kettle::Event release;
+  auto counted = [&](std::chrono::seconds d) -> Coro<int> {
     co_await kettle::sleep(d);
+    ++finished;
+    co_return 0;
+  };
+  auto released = [&]() -> Coro<int> {
+    co_await release.wait();
     ++finished;
     co_return 0;
   };
   auto body = [&]() -> Coro<> {
     try {
-      co_await kettle::gather(counted(3600s), fail_after(5ms, "first"), counted(40ms));
+      co_await kettle::gather(counted(3600s), fail_after(5ms, "first"), released());
       ADD_FAILURE() << "gather did not raise";
     } catch (const std::runtime_error& e) {
       EXPECT_STREQ(e.what(), "first");
     }
     EXPECT_EQ(finished, 0);  // did not wait for the others (one sleeps for an hour)
+    release.set();
     while (finished < 1)
-      co_await kettle::sleep(5ms);  // siblings were not cancelled: the 40 ms one finishes
+      co_await kettle::sleep(5ms);  // siblings were not cancelled: the released one finishes
     for (kettle::TaskRef t : kettle::all_tasks())
       if (t != kettle::current_task()) t.cancel();
   };
@@ -194,8 +201,8 @@ TEST(Gather, test_children_already_done) {
   auto body = []() -> Coro<> {
     Task<int> a = kettle::create_task(value_after(0ms, 1));
     Task<int> b = kettle::create_task(value_after(0ms, 2));
-    co_await kettle::sleep(5ms);
-    EXPECT_TRUE(a.done() && b.done());
+    while (!a.done() || !b.done())
+      co_await kettle::sleep(1ms);
     auto g = kettle::gather(a, b);
     EXPECT_TRUE(g.done());  // completes eagerly, as in asyncio
     auto [x, y] = co_await g;

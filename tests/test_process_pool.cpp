@@ -408,7 +408,7 @@ TEST(ProcessPoolShutdown, test_run_after_shutdown) {
 
 TEST(ProcessPoolShutdown, test_cancel_futures) {
   ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
-  auto first = pool.submit(sleep_and_return, 300, 1);
+  auto first = pool.submit(sleep_and_return, 2000, 1);  // long enough to shut down first
   std::vector<kettle::Future<int>> rest;
   for (int i = 0; i < 50; ++i)
     rest.push_back(pool.submit(square, i));

@@ -181,6 +181,7 @@ TEST(Tasks, test_fire_and_forget_task_completes) {
   auto body = [&]() -> Coro<> {
     for (int i = 0; i < 10; ++i)
       (void)kettle::create_task(worker(&done));  // handles dropped
+    co_await kettle::sleep(0);                   // the workers' timers are armed before this one
     co_await kettle::sleep(20ms);
   };
   kettle::run(body());
@@ -208,9 +209,10 @@ TEST(Tasks, test_add_done_callback_runs_through_loop) {
 
 TEST(Tasks, test_exception_never_retrieved_is_reported) {
   Reports r;
-  auto body = []() -> Coro<> {
+  auto body = [&]() -> Coro<> {
     (void)kettle::create_task(fail_after(0ms, "lost"), "careless");
-    co_await kettle::sleep(5ms);
+    for (int i = 0; i < 5000 && r.seen.empty(); ++i)
+      co_await kettle::sleep(1ms);
   };
   kettle::run(body(), r.options());
   ASSERT_EQ(r.seen.size(), 1u);
@@ -223,7 +225,8 @@ TEST(Tasks, test_exception_retrieved_is_not_reported) {
   Reports r;
   auto body = []() -> Coro<> {
     Task<int> t = kettle::create_task(fail_after(0ms, "seen"));
-    co_await kettle::sleep(5ms);
+    while (!t.done())
+      co_await kettle::sleep(1ms);
     EXPECT_TRUE(t.exception());
   };
   kettle::run(body(), r.options());
@@ -864,8 +867,7 @@ TEST(Shield, test_zero_timeout) {
     EXPECT_FALSE(task.done());
     EXPECT_FALSE(task.cancelled());
     EXPECT_TRUE(shielded.cancelled());
-    co_await kettle::sleep(100ms);
-    EXPECT_TRUE(task.done());
+    EXPECT_EQ(co_await task, "done");
   }());
 }
 
@@ -938,12 +940,12 @@ TEST(Wait, test_wait_with_exception) {
 
 TEST(Wait, test_wait_with_timeout) {
   kettle::run([]() -> Coro<> {
-    Task<> a = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(100ms)));
+    Task<> a = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(10ms)));
     Task<> b = kettle::create_task(kettle::detail::await_as_coro<void>(kettle::sleep(3600s)));
     std::vector<Task<>> ts{b, a};
     auto t0 = std::chrono::steady_clock::now();
-    auto [done, pending] = co_await kettle::wait(ts, kettle::ALL_COMPLETED, 110ms);
-    EXPECT_GE(std::chrono::steady_clock::now() - t0, 110ms);
+    auto [done, pending] = co_await kettle::wait(ts, kettle::ALL_COMPLETED, 1s);
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, 1s);
     EXPECT_EQ(done, std::vector<Task<>>{a});  // no TimeoutError, nothing cancelled
     EXPECT_EQ(pending, std::vector<Task<>>{b});
     EXPECT_FALSE(b.cancelled());
@@ -986,11 +988,11 @@ TEST(AsCompleted, test_as_completed_with_timeout) {
     co_return x;
   };
   kettle::run([&]() -> Coro<> {
-    Task<std::string> a = kettle::create_task(sleeper(100ms, "a"));
-    Task<std::string> b = kettle::create_task(sleeper(1s, "b"));
+    Task<std::string> a = kettle::create_task(sleeper(10ms, "a"));
+    Task<std::string> b = kettle::create_task(sleeper(3600s, "b"));
     std::vector<Task<std::string>> ts{a, b};
     std::vector<std::pair<int, std::string>> values;
-    for (auto next : kettle::as_completed(ts, 120ms)) {
+    for (auto next : kettle::as_completed(ts, 1s)) {
       try {
         values.emplace_back(1, co_await next);
       } catch (const kettle::TimeoutError&) {
@@ -1036,8 +1038,9 @@ TEST(AsCompleted, test_as_completed_exception_and_cancelled_waiter_keeps_result)
     co_await kettle::sleep(5ms);
     throw std::domain_error("boom");
   };
-  auto ok = []() -> Coro<int> {
-    co_await kettle::sleep(20ms);
+  kettle::Event go;
+  auto ok = [&]() -> Coro<int> {
+    co_await go.wait();
     co_return 7;
   };
   kettle::run([&]() -> Coro<> {
@@ -1053,6 +1056,7 @@ TEST(AsCompleted, test_as_completed_exception_and_cancelled_waiter_keeps_result)
     co_await kettle::sleep(1ms);
     impatient.cancel();
     EXPECT_THROW(co_await impatient, kettle::CancelledError);
+    go.set();
     EXPECT_EQ(co_await *it, 7);
   }());
 }
@@ -1174,7 +1178,9 @@ TEST(Tasks, test_sleep_huge_and_nan) {
     Task<> a = kettle::create_task(sleeper(std::chrono::hours::max()));
     Task<> b = kettle::create_task(sleeper(std::chrono::duration<double>(1e20)));
     Task<> c = kettle::create_task(sleeper(std::chrono::duration<double>(-1e300)));  // 0
-    co_await kettle::sleep(5ms);
+    for (int i = 0; i < 1000 && !c.done(); ++i)
+      co_await kettle::sleep(1ms);
+    co_await kettle::sleep(5ms);  // a and b had their chance to end early
     EXPECT_FALSE(a.done());
     EXPECT_FALSE(b.done());
     EXPECT_TRUE(c.done());

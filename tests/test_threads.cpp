@@ -165,8 +165,9 @@ TEST(ToThread, test_default_executor_shut_down_by_run) {
 namespace {
 struct ThreadsafeFixture {
   kettle::EventLoop loop;
-  static Coro<int> add_later(int a, int b, bool fail = false, bool cancel = false) {
-    co_await kettle::sleep(50ms);
+  static Coro<int> add_later(int a, int b, bool fail = false, bool cancel = false,
+                             std::chrono::milliseconds delay = 50ms) {
+    co_await kettle::sleep(delay);
     if (fail) throw std::runtime_error("Fail!");
     if (cancel) {
       kettle::current_task().cancel();
@@ -176,7 +177,10 @@ struct ThreadsafeFixture {
   }
   // What CPython's target() does on a thread of the default executor.
   static int target(kettle::EventLoop* loop, std::optional<double> timeout, bool cancel) {
-    Future<int> future = kettle::run_coroutine_threadsafe(add_later(1, 2, false, false), *loop);
+    // A timeout or a cancel must come first, however late this thread runs.
+    auto delay = timeout || cancel ? std::chrono::milliseconds(3600s) : 50ms;
+    Future<int> future =
+        kettle::run_coroutine_threadsafe(add_later(1, 2, false, false, delay), *loop);
     if (cancel) future.cancel();
     try {
       int r = timeout ? future.result(std::chrono::duration<double>(*timeout)) : future.result();

@@ -227,7 +227,7 @@ TEST(Timeouts, test_nested_timeouts_concurrent) {
 
 TEST(Timeouts, test_nested_timeouts_loop_busy) {
   auto busy_then_sleep = []() -> Coro<> {
-    std::this_thread::sleep_for(100ms);  // the loop is busy for a while
+    std::this_thread::sleep_for(10ms);  // the loop is busy past the inner deadline
     co_await kettle::sleep(1s);
   };
   auto outer_body = [&]() -> Coro<> {
@@ -311,7 +311,7 @@ TEST(Timeouts, test_cancel_in_timeout_after_cancellation) {
 
 TEST(Timeouts, test_timeout_double_enter) {
   run_test([]() -> Coro<> {
-    kettle::Timeout cm = kettle::timeout(10ms);
+    kettle::Timeout cm = kettle::timeout(1h);
     co_await cm.run(sleep_for(0ms));
     try {
       co_await cm.run(sleep_for(0ms));
@@ -327,7 +327,7 @@ TEST(Timeouts, test_timeout_states_refuse_reschedule) {
     kettle::Timeout not_entered = kettle::timeout(10ms);
     EXPECT_THROW(not_entered.reschedule(0.02), kettle::RuntimeError);  // has not been entered
 
-    kettle::Timeout finished = kettle::timeout(10ms);
+    kettle::Timeout finished = kettle::timeout(1h);
     co_await finished.run(sleep_for(0ms));
     try {
       finished.reschedule(0.02);
@@ -472,6 +472,7 @@ TEST(WaitFor, test_wait_for) {
   };
   run_test([&]() -> Coro<> {
     Task<std::string> fut = kettle::create_task(foo());
+    co_await kettle::sleep(0);  // foo starts before the deadline can pass
     CO_EXPECT_THROW(co_await kettle::wait_for(fut, 100ms), kettle::TimeoutError);
     EXPECT_TRUE(fut.done());
     EXPECT_TRUE(fut.cancelled());
@@ -517,6 +518,7 @@ TEST(WaitFor, test_wait_for_waits_for_task_cancellation) {
   };
   run_test([&]() -> Coro<> {
     Task<> inner_task = kettle::create_task(inner());
+    co_await kettle::sleep(0);  // inner starts before the deadline can pass
     CO_EXPECT_THROW(co_await kettle::wait_for(inner_task, kEpsilon), kettle::TimeoutError);
     EXPECT_TRUE(task_done);  // wait_for waited until the task had really finished
   });
@@ -552,6 +554,7 @@ TEST(WaitFor, test_wait_for_reraises_exception_during_cancellation) {
   };
   run_test([&]() -> Coro<> {
     Task<> inner_task = kettle::create_task(inner());
+    co_await kettle::sleep(0);  // inner starts before the deadline can pass
     CO_EXPECT_THROW(co_await kettle::wait_for(inner_task, kEpsilon), FooException);
   });
 }
