@@ -1033,7 +1033,7 @@ TEST(ProcessPoolFaults, test_argument_too_large_for_a_frame) {
   void* p = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   ASSERT_NE(p, MAP_FAILED);
   ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 1});
-  auto f = pool.submit(blob_size, HugeBlob{static_cast<const char*>(p), n});
+  auto f = pool.submit(blob_size, HugeBlob{static_cast<const char*>(p), n, {}});
   try {
     f.result();
     FAIL() << "no exception";
@@ -1042,7 +1042,8 @@ TEST(ProcessPoolFaults, test_argument_too_large_for_a_frame) {
         << e.what();
   }
   // In a map, only the chunk that holds it fails.
-  std::vector<HugeBlob> blobs{{static_cast<const char*>(p), 3}, {static_cast<const char*>(p), n}};
+  std::vector<HugeBlob> blobs{{static_cast<const char*>(p), 3, {}},
+                              {static_cast<const char*>(p), n, {}}};
   auto chunks = pool.map(blob_size, blobs, 1).futures();
   EXPECT_EQ(chunks[0].result(), std::vector<std::size_t>{3});
   EXPECT_THROW(chunks[1].result(), kettle::ValueError);

@@ -1092,6 +1092,34 @@ TEST(Tasks, test_cancel_with_message_twice) {
   }());
 }
 
+// The awaited task takes the first cancel and returns normally; a second cancel arriving
+// before the awaiting task runs again is not lost (asyncio sets _must_cancel; it raises
+// CancelledError("y") there, kettle keeps the first message).
+TEST(Tasks, test_cancel_twice_after_the_awaited_task_swallowed_the_first) {
+  kettle::run([]() -> Coro<> {
+    auto inner = []() -> Coro<int> {
+      try {
+        co_await kettle::sleep(3600s);
+      } catch (const kettle::CancelledError&) {
+        co_return 5;
+      }
+      co_return 0;
+    };
+    Task<int> i = kettle::create_task(inner());
+    auto outer = [](Task<int> i) -> Coro<int> { co_return co_await i; };
+    Task<int> t = kettle::create_task(outer(i));
+    co_await kettle::sleep(0);
+    EXPECT_TRUE(t.cancel("x"));
+    co_await kettle::sleep(0);
+    EXPECT_TRUE(i.done());
+    EXPECT_FALSE(t.done());
+    EXPECT_TRUE(t.cancel("y"));
+    EXPECT_THROW(co_await t, kettle::CancelledError);
+    EXPECT_EQ(t.cancelling(), 2u);
+    EXPECT_EQ(i.result(), 5);
+  }());
+}
+
 // A task awaiting another, cancelled twice: asyncio forwards both requests to the awaited
 // task (its cancelling() is 2), and the first message is the one raised.
 TEST(Tasks, test_cancel_twice_is_forwarded_to_the_awaited_task) {

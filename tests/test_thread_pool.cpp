@@ -286,7 +286,7 @@ TEST(ThreadPool, test_shutdown_wait_from_two_threads) {
 }
 
 // One of the pool's own workers calls shutdown(wait) while another thread is joining: it
-// cannot wait for its own join (that deadlocked).
+// raises rather than wait for its own join (that deadlocked).
 TEST(ThreadPool, test_shutdown_wait_from_a_worker_while_joining) {
   auto pool = std::make_unique<ThreadPoolExecutor>(2);
   std::atomic<bool> joining{false};
@@ -302,4 +302,44 @@ TEST(ThreadPool, test_shutdown_wait_from_a_worker_while_joining) {
   });
   joiner.join();
   EXPECT_TRUE(f.done());
+  EXPECT_THROW(f.result(), kettle::RuntimeError);
+}
+
+// As Python's (threading: "cannot join current thread"): shutdown(wait) from a worker
+// raises, after shutting the pool down; the owner's shutdown then joins every thread.
+TEST(ThreadPool, test_shutdown_wait_from_a_worker_raises) {
+  ThreadPoolExecutor pool(2);
+  Future<void> f = pool.submit([&] { pool.shutdown(true); });
+  try {
+    f.result();
+    ADD_FAILURE() << "shutdown(wait) from a worker returned";
+  } catch (const kettle::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot join current thread"), std::string::npos);
+  }
+  EXPECT_THROW(pool.submit([] {}), kettle::RuntimeError);  // it did shut down
+  pool.shutdown(true);
+  // shutdown(false) from a worker is fine.
+  ThreadPoolExecutor other(1);
+  other.submit([&] { other.shutdown(false); }).result();
+}
+
+// Releasing the last owner of a pool inside its own work cannot work (the thread would
+// free the state it runs on): a clear message and terminate, never undefined behaviour.
+TEST(ThreadPoolDeathTest, test_destroyed_by_its_own_worker) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        auto pool = std::make_shared<ThreadPoolExecutor>(1);
+        std::weak_ptr<ThreadPoolExecutor> weak = pool;
+        std::atomic<bool> go{false};
+        (void)pool->submit([&go, p = pool]() mutable {
+          while (!go)
+            std::this_thread::sleep_for(1ms);
+          p.reset();
+        });
+        pool.reset();
+        go = true;
+        std::this_thread::sleep_for(10s);
+      },
+      "destroyed by one of its own worker threads");
 }

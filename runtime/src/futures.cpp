@@ -250,6 +250,7 @@ void ForeignWatch::settle() noexcept {
 
 BlockingWait::BlockingWait(std::vector<std::shared_ptr<SharedStateBase>> states)
     : nodes_(states.size()) {
+  finished_.reserve(nodes_.size());  // each node is pushed at most once: fire() cannot throw
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     Node& n = nodes_[i];
     n.owner = this;

@@ -77,16 +77,18 @@ bool TaskBase::cancel(std::string_view msg) {
   retrieved_ = true;  // asyncio: a cancelled task's exception is not reported
   if (done()) return false;
   ++num_cancels_;
-  // Once the awaitable took a request it will raise that CancelledError: its message wins,
-  // as in asyncio, and nothing more is needed. The awaitable is asked again all the same
-  // (every hook answers a second call; an awaited task takes it, as asyncio forwards it).
+  // The first message wins once the awaitable took a request (it raises that one). The
+  // awaitable is asked again all the same (every hook answers a second call; an awaited
+  // task takes it, as asyncio forwards it). If it refuses, the task throws when it next
+  // runs: an awaited task that took the first request may have returned normally since.
+  // Every awaitable's await_resume consumes both at once, so one CancelledError is raised.
   bool taken_before = flags_ & kCancelTaken;
   if (!taken_before && (!msg.empty() || extras_)) extras().cancel_message.assign(msg);
   if (hook_ && hook_->cancel(hook_)) {
     flags_ |= kCancelTaken;
     return true;
   }
-  if (!taken_before) flags_ |= kMustCancel;
+  flags_ |= kMustCancel;
   return true;
 }
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <exception>
 
 #include "kettle/event_loop.hpp"
 
@@ -31,6 +33,15 @@ ThreadPoolExecutor::ThreadPoolExecutor(std::optional<std::size_t> max_workers,
 }
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
+  if (current_pool == this) {
+    // Its last owner was released inside work it runs: the thread cannot join itself, and
+    // the pool's state would be freed under it.
+    std::fputs(
+        "kettle: a ThreadPoolExecutor was destroyed by one of its own worker threads; "
+        "release it from another thread\n",
+        stderr);
+    std::terminate();
+  }
   shutdown(true);
 }
 
@@ -123,25 +134,26 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
       for (WorkItem* r : running_)
         r->request_stop();
     }
-    // One caller joins the threads; any other that wants to wait waits for that one.
-    if (wait && !joining_) joining_ = joiner = true;
+    // One caller joins the threads; any other that wants to wait waits for that one. A
+    // worker cannot wait for its own thread (the pool still shuts down).
+    if (wait && !joining_ && current_pool != this) joining_ = joiner = true;
     if (joiner) to_join.swap(threads_);
   }
   cv_.notify_all();
   for (auto& item : cancelled)
     item->cancel();
   cancelled.clear();
+  if (wait && current_pool == this)
+    throw RuntimeError(
+        "cannot join current thread: shutdown(wait=true) was called from one of the pool's "
+        "own workers; call shutdown(false) there");
   if (joiner) {
-    for (auto& t : to_join) {
-      if (t.get_id() == std::this_thread::get_id())
-        t.detach();  // shutdown(wait) from one of our own workers: it cannot wait for itself
-      else
-        t.join();
-    }
+    for (auto& t : to_join)
+      t.join();
     std::lock_guard lock(mutex_);
     joined_ = true;
     joined_cv_.notify_all();
-  } else if (wait && current_pool != this) {  // a worker cannot wait for its own join
+  } else if (wait) {
     std::unique_lock lock(mutex_);
     joined_cv_.wait(lock, [this] { return joined_; });
   }

@@ -53,9 +53,13 @@ struct ServerLink {
   }
   ServerLink(const ServerLink&) = delete;
   ServerLink& operator=(const ServerLink&) = delete;
-  // Our child, not reaped before server_gone or close_server: signalled through its pidfd.
+  // Our child, not reaped before server_gone or close_server: signalled through its pidfd,
+  // or (if pidfd_open failed) its pid, which stays its own until we reap it.
   void kill() const noexcept {
-    if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    if (pidfd >= 0)
+      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    else if (pid > 0)
+      ::kill(pid, SIGKILL);
   }
   int fd;
   int pid;
@@ -575,7 +579,10 @@ void PoolCore::start_worker() {
       wr.u8(static_cast<std::uint8_t>(MessageKind::fork));
       wr.u64(req);
       if (send_record(server_->fd, rec, sv[1], slot)) break;
-      if (attempt > 0) throw RuntimeError("the fork server does not answer");
+      int e = errno;
+      if ((e != EPIPE && e != ECONNRESET) || attempt > 0)
+        throw RuntimeError(std::string("cannot send a fork request to the fork server: ") +
+                           std::strerror(e));
       // Died before the manager read its end (which will reap it): start another now.
       server_->dead = true;
       server_->kill();

@@ -53,7 +53,7 @@ class ThreadPoolExecutor {
                               std::function<void()> initializer = {});
   ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
   ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
-  ~ThreadPoolExecutor();  // shutdown(wait = true)
+  ~ThreadPoolExecutor();  // shutdown(wait = true); never from one of its own workers
 
   // Schedules fn(args...) (or fn(stop_token, args...)). RuntimeError after shutdown,
   // BrokenThreadPool once an initializer failed.
@@ -66,7 +66,8 @@ class ThreadPoolExecutor {
 
   // No new work. cancel_futures: pending work is cancelled and running work asked to stop.
   // wait: returns once every worker thread has finished (from any number of threads at
-  // once).
+  // once); from one of the pool's own workers it shuts the pool down and then raises
+  // RuntimeError, as Python's ("cannot join current thread").
   void shutdown(bool wait = true, bool cancel_futures = false);
 
   std::size_t max_workers() const noexcept { return max_workers_; }
