@@ -23,39 +23,54 @@ using kettle::ProcessPoolOptions;
 
 namespace {
 
-struct Ctx {
-  std::mt19937 rng;
-  std::vector<kettle::TaskRef> live;  // candidates for random cancellation
-  std::vector<std::uint8_t> runs;     // per body id: how many times it started
-  std::vector<std::uint8_t> exits;    // per body id: how many times it ended
-  long tasks_created = 0;
-  bool done = false;
-
-  explicit Ctx(std::uint32_t seed) : rng(seed) {}
-  int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); }
+// Per body id: how many times it started and how many times it ended.
+struct Ledger {
+  std::vector<std::uint8_t> runs;
+  std::vector<std::uint8_t> exits;
   int new_id() {
     runs.push_back(0);
     exits.push_back(0);
     return static_cast<int>(runs.size() - 1);
   }
-  template <class T>
-  kettle::Task<T> spawn(Coro<T> c) {
-    kettle::Task<T> t = kettle::create_task(std::move(c));
-    ++tasks_created;
-    if (live.size() < 4096)
-      live.push_back(t);
-    else
-      live[pick(4096)] = t;
-    return t;
-  }
 };
 
 // Counts a body's start and end, whichever way it ends.
 struct Body {
-  Ctx& c;
-  int id;
-  Body(Ctx& ctx, int i) : c(ctx), id(i) { ++c.runs[id]; }
-  ~Body() { ++c.exits[id]; }
+  Ledger& l;
+  std::size_t id;
+  Body(Ledger& ledger, int i) : l(ledger), id(static_cast<std::size_t>(i)) { ++l.runs[id]; }
+  ~Body() { ++l.exits[id]; }
+};
+
+// Random choices, and the tasks a canceller picks from (at most `cap`, then replaced at
+// random).
+struct Chaos {
+  Chaos(std::uint32_t seed, std::size_t cap) : rng(seed), cap(cap) {}
+  std::mt19937 rng;
+  std::vector<kettle::TaskRef> live;
+  std::size_t cap;
+  int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); }
+  template <class T>
+  kettle::Task<T> spawn(Coro<T> c) {
+    kettle::Task<T> t = kettle::create_task(std::move(c));
+    if (live.size() < cap)
+      live.push_back(t);
+    else
+      live[static_cast<std::size_t>(pick(static_cast<int>(cap)))] = t;
+    return t;
+  }
+};
+
+struct Ctx : Chaos, Ledger {
+  long tasks_created = 0;
+  bool done = false;
+
+  explicit Ctx(std::uint32_t seed) : Chaos(seed, 4096) {}
+  template <class T>
+  kettle::Task<T> spawn(Coro<T> c) {
+    ++tasks_created;
+    return Chaos::spawn(std::move(c));
+  }
 };
 
 Coro<int> leaf(Ctx& c, int id) {
@@ -446,8 +461,7 @@ struct Foreign {
   }
 };
 
-struct Storm {
-  std::mt19937 rng;
+struct Storm : Chaos {
   kettle::ProcessPoolExecutor& pool;
   Foreign& foreign;
   kettle::Queue<int> q{4};
@@ -455,40 +469,15 @@ struct Storm {
   kettle::Semaphore sem{2};
   kettle::Condition cond;
   kettle::Event ev;
-  std::vector<kettle::TaskRef> live;
   std::vector<kettle::Task<int>> wrappers;  // create_task(q.get())
-  std::vector<std::uint8_t>& runs;
-  std::vector<std::uint8_t>& exits;
+  Ledger& ledger;
   long puts = 0, gets = 0;
   int in_lock = 0;
   bool lock_violation = false;
 
-  Storm(std::uint32_t seed, kettle::ProcessPoolExecutor& p, Foreign& f,
-        std::vector<std::uint8_t>& r, std::vector<std::uint8_t>& e)
-      : rng(seed), pool(p), foreign(f), runs(r), exits(e) {}
-  int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); }
+  Storm(std::uint32_t seed, kettle::ProcessPoolExecutor& p, Foreign& f, Ledger& l)
+      : Chaos(seed, 2048), pool(p), foreign(f), ledger(l) {}
   std::chrono::microseconds us(int n) { return std::chrono::microseconds(pick(n)); }
-  int new_id() {
-    runs.push_back(0);
-    exits.push_back(0);
-    return static_cast<int>(runs.size() - 1);
-  }
-  template <class T>
-  kettle::Task<T> spawn(Coro<T> c) {
-    kettle::Task<T> t = kettle::create_task(std::move(c));
-    if (live.size() < 2048)
-      live.push_back(t);
-    else
-      live[static_cast<std::size_t>(pick(2048))] = t;
-    return t;
-  }
-};
-
-struct Counted {
-  Storm& s;
-  int id;
-  Counted(Storm& st, int i) : s(st), id(i) { ++s.runs[static_cast<std::size_t>(id)]; }
-  ~Counted() { ++s.exits[static_cast<std::size_t>(id)]; }
 };
 
 Coro<int> storm_op(Storm& s, int depth);
@@ -504,7 +493,7 @@ Coro<int> quietly(Aw aw) {
 }
 
 Coro<int> leaf_op(Storm& s, int id) {
-  Counted c(s, id);
+  Body c(s.ledger, id);
   switch (s.pick(12)) {
     case 0:
       co_await kettle::sleep(s.us(800));
@@ -593,9 +582,9 @@ Coro<int> storm_group(kettle::TaskGroup& g, Storm& s, int depth, int k) {
 }
 
 Coro<int> storm_op(Storm& s, int depth) {
-  int id = s.new_id();
+  int id = s.ledger.new_id();
   if (depth == 0) co_return co_await quietly(leaf_op(s, id));
-  Counted c(s, id);
+  Body c(s.ledger, id);
   int k = 2 + s.pick(3);
   auto children = [&] {
     std::vector<kettle::Task<int>> ts;
@@ -686,7 +675,7 @@ TEST(Stress, every_combinator_under_a_cancellation_storm) {
   std::cout << "stress seed: " << kSeed << std::endl;
   kettle::ProcessPoolExecutor pool(ProcessPoolOptions{.max_workers = 2});
   Foreign foreign(kSeed);
-  std::vector<std::uint8_t> runs, exits;
+  Ledger ledger;
   std::mt19937 rounds(kSeed);
   int closed_early = 0;
   for (int round = 0; round < 120; ++round) {
@@ -701,7 +690,7 @@ TEST(Stress, every_combinator_under_a_cancellation_storm) {
       loop.set_exception_handler([&](kettle::EventLoop&, const kettle::ExceptionContext& c) {
         reports.push_back(c.message + ": " + kettle::describe(c.exception));
       });
-      Storm s(static_cast<std::uint32_t>(rounds()), pool, foreign, runs, exits);
+      Storm s(static_cast<std::uint32_t>(rounds()), pool, foreign, ledger);
       if (early) {
         // Stopped at a random moment and closed under whatever still runs.
         loop.call_later(std::chrono::microseconds(500 + rounds() % 4000), [&] { loop.stop(); });
@@ -749,11 +738,11 @@ TEST(Stress, every_combinator_under_a_cancellation_storm) {
           r != "Future exception was never retrieved: std::runtime_error: foreign")
         ADD_FAILURE() << "round " << round << ": unexpected report: " << r;
   }
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    ASSERT_LE(runs[i], 1) << "body " << i << " ran twice";
-    ASSERT_EQ(runs[i], exits[i]) << "body " << i << " did not end exactly once";
+  for (std::size_t i = 0; i < ledger.runs.size(); ++i) {
+    ASSERT_LE(ledger.runs[i], 1) << "body " << i << " ran twice";
+    ASSERT_EQ(ledger.runs[i], ledger.exits[i]) << "body " << i << " did not end exactly once";
   }
-  std::cout << runs.size() << " operations, " << closed_early << " rounds closed early"
+  std::cout << ledger.runs.size() << " operations, " << closed_early << " rounds closed early"
             << std::endl;
   EXPECT_GT(closed_early, 0);
   EXPECT_EQ(pool.submit(pool_square, 7).result(), 49);

@@ -169,6 +169,10 @@ class Semaphore : private detail::LoopBound {
 
  protected:
   bool wake_up_next();
+  void wake_while_available() {
+    while (value_ > 0)
+      if (!wake_up_next()) break;
+  }
   long value_;
   detail::WaitList waiters_;
 };
@@ -298,8 +302,7 @@ class [[nodiscard]] Semaphore::AcquireAwaiter : private detail::WaitNode {
     if (woken_unclaimed()) {  // a unit was taken for us: give it back
       s_.waiters_.remove(*this);
       ++s_.value_;
-      while (s_.value_ > 0)
-        if (!s_.wake_up_next()) break;
+      s_.wake_while_available();
     }
   }
   bool await_ready() {
@@ -321,8 +324,7 @@ class [[nodiscard]] Semaphore::AcquireAwaiter : private detail::WaitNode {
     // Woken (value already taken for us) but cancelled: give it back.
     if (cancelled && state() == State::done) ++s_.value_;
     // New waiters may have had to wait behind us for FIFO order: wake as many as allowed.
-    while (s_.value_ > 0)
-      if (!s_.wake_up_next()) break;
+    s_.wake_while_available();
     if (cancelled) throw_cancelled();
     return true;
   }

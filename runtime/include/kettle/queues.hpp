@@ -192,9 +192,9 @@ class QueueImpl : private LoopBound {
     Waiting(QueueImpl& q, bool putter) noexcept : q_(q), putter_(putter) {}
     Waiting(const Waiting&) = delete;
     ~Waiting() {
-      if (woken_unclaimed()) {  // woken for room or an item it will not use
+      if (woken_unclaimed()) {
         list().remove(*this);
-        if (putter_ ? !q_.full() : !q_.empty()) list().pop_and_wake_next();
+        pass_on();
       }
     }
     bool await_ready() const noexcept { return false; }
@@ -206,15 +206,17 @@ class QueueImpl : private LoopBound {
       bool woken = state() == State::done;
       list().remove(*this);  // may have been removed by the waker or a shutdown already
       if (resumed_cancelled()) {
-        // Woken for room or an item we will not use: wake the next in line.
-        bool still = putter_ ? !q_.full() : !q_.empty();
-        if (still && woken) list().pop_and_wake_next();
+        if (woken) pass_on();
         throw_cancelled();
       }
     }
 
    private:
     WaitList& list() noexcept { return putter_ ? q_.putters_ : q_.getters_; }
+    // Woken for room or an item it will not use: the next in line gets the wake-up.
+    void pass_on() {
+      if (putter_ ? !q_.full() : !q_.empty()) list().pop_and_wake_next();
+    }
     QueueImpl& q_;
     bool putter_;
   };

@@ -9,10 +9,10 @@
 // when set; the other results are returned (none: void; one: the value; more: a tuple).
 //
 // Cancellation: cancelling the task cancels the operation through an
-// asio::cancellation_signal (terminal cancellation): the task sees CancelledError. If the operation
-// had already succeeded when the cancellation arrived, its result is returned and the
-// CancelledError is raised at the task's next suspension point instead: neither the result nor the
-// cancellation is lost.
+// asio::cancellation_signal (terminal cancellation): the task sees CancelledError. If the
+// operation had already succeeded when the cancellation arrived, its result is returned and
+// the CancelledError is raised at the task's next suspension point instead: neither the
+// result nor the cancellation is lost.
 #pragma once
 
 #include <atomic>

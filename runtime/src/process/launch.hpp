@@ -22,6 +22,9 @@ int fork_server(int fd);
 [[noreturn]] void run_role(const char* role);
 void note_main_wrapped() noexcept;
 
+// pidfd_open(2): a descriptor that names the process `pid` (our unreaped child) for good.
+int pidfd_open(int pid) noexcept;
+
 // Sends one seqpacket record, with the fds that are not -1 attached. Returns false on error.
 bool send_record(int sock, const std::string& bytes, int fd = -1, int fd2 = -1) noexcept;
 // "killed by signal 9 (SIGKILL)", "exited with status 3".

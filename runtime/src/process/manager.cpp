@@ -30,7 +30,6 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
-#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -43,11 +42,18 @@
 #endif
 
 namespace kettle::detail::proc {
+namespace {
+
+void pidfd_signal(int pidfd, int sig) noexcept {
+  ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+}
+
+}  // namespace
 
 // One fork server process: the shared one (forkserver) or a pool's own (fork).
 struct ServerLink {
   ServerLink(asio::io_context& io, int fd, int pid)
-      : fd(fd), pid(pid), pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))), watch(io) {}
+      : fd(fd), pid(pid), pidfd(pidfd_open(pid)), watch(io) {}
   ~ServerLink() {
     if (pidfd >= 0) ::close(pidfd);
   }
@@ -57,7 +63,7 @@ struct ServerLink {
   // or (if pidfd_open failed) its pid, which stays its own until we reap it.
   void kill() const noexcept {
     if (pidfd >= 0)
-      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+      pidfd_signal(pidfd, SIGKILL);
     else if (pid > 0)
       ::kill(pid, SIGKILL);
   }
@@ -106,10 +112,6 @@ struct Worker {
 };
 
 namespace {
-
-int pidfd_open(int pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
 
 // Starts a fork server with `launch` (spawn_self or fork_server) on one end of a new
 // seqpacket pair; the link holds the other end.
@@ -222,6 +224,16 @@ ssize_t receive_record(int sock, char* buf, std::size_t size, int& fd) {
   return n;
 }
 
+// The worker registered under key, taken out of the map (nullptr if there is none).
+template <class Map>
+Worker* take(Map& m, typename Map::key_type key) {
+  auto it = m.find(key);
+  if (it == m.end()) return nullptr;
+  Worker* w = it->second;
+  m.erase(it);
+  return w;
+}
+
 void server_gone(ServerLink& s) {
   s.dead = true;
   s.kill();  // it may only have stopped answering
@@ -257,10 +269,7 @@ void watch_server(const std::shared_ptr<ServerLink>& s) {
         if (kind == MessageKind::forked) {
           std::uint64_t req = r.u64();
           int pid = r.i32();
-          auto it = s->forking.find(req);
-          if (it != s->forking.end()) {
-            Worker* w = it->second;
-            s->forking.erase(it);
+          if (Worker* w = take(s->forking, req)) {
             auto pool = w->pool;
             if (pid <= 0 || fd < 0) {  // fork failed: the worker never existed
               pool->worker_exited(*w, 1 << 8);
@@ -272,10 +281,7 @@ void watch_server(const std::shared_ptr<ServerLink>& s) {
         } else if (kind == MessageKind::exited) {
           int pid = r.i32();
           int status = r.i32();
-          auto it = s->by_pid.find(pid);
-          if (it != s->by_pid.end()) {
-            Worker* w = it->second;
-            s->by_pid.erase(it);
+          if (Worker* w = take(s->by_pid, pid)) {
             auto pool = w->pool;
             pool->worker_exited(*w, status);
           }
@@ -326,10 +332,6 @@ void append_exit(std::string& out) {
   std::size_t f = begin_frame(out, MessageKind::exit);
   out.push_back(0);
   end_frame(out, f);
-}
-
-[[noreturn]] void throw_protocol(const std::string& what) {
-  throw RuntimeError(what);
 }
 
 }  // namespace
@@ -445,7 +447,7 @@ void PoolCore::signal(Worker& w, int sig) noexcept {
     w.pending_signal = sig;
     return;
   }
-  ::syscall(SYS_pidfd_send_signal, w.pidfd.native_handle(), sig, nullptr, 0);
+  pidfd_signal(w.pidfd.native_handle(), sig);
 }
 
 // Starts workers while tasks wait and idle workers are fewer, sends tasks (a few per worker
@@ -674,10 +676,7 @@ void PoolCore::read_more(Worker* w) {
       return;
     }
     w->acc.append(w->rbuf.data(), n);
-    Failures fails;
-    self->consume(*w, fails);
-    for (auto& [c, e] : fails)
-      c->fail(e);
+    self->consume(*w);
     self->dispatch();
     if (w->live())
       self->read_more(w);
@@ -695,7 +694,8 @@ void PoolCore::poison(Worker& w, const std::string& why) noexcept {
   signal(w, SIGKILL);
 }
 
-bool PoolCore::consume(Worker& w, Failures& fails) noexcept {
+void PoolCore::consume(Worker& w) noexcept {
+  Failures fails;
   std::size_t pos = 0;
   try {
     while (!w.poisoned && w.acc.size() - pos >= 4) {
@@ -711,22 +711,22 @@ bool PoolCore::consume(Worker& w, Failures& fails) noexcept {
   } catch (...) {
     poison(w, "an unreadable message");
   }
-  if (w.poisoned) return false;
-  w.acc.erase(0, pos);
-  return true;
+  if (!w.poisoned) w.acc.erase(0, pos);
+  for (auto& [c, e] : fails)
+    c->fail(e);
 }
 
 void PoolCore::handle_frame(Worker& w, Reader& r, Failures& fails) {
   auto kind = static_cast<MessageKind>(r.u8());
   switch (kind) {
     case MessageKind::ready:
-      if (w.ready) throw_protocol("READY sent twice");
+      if (w.ready) throw RuntimeError("READY sent twice");
       if (r.left()) throw_truncated();
       w.ready = true;
       startup_deaths_ = 0;
       return;
     case MessageKind::init_failed: {
-      if (w.ready) throw_protocol("an initializer failure after it reported ready");
+      if (w.ready) throw RuntimeError("an initializer failure after it reported ready");
       r.u64();
       std::string what;
       try {
@@ -742,10 +742,10 @@ void PoolCore::handle_frame(Worker& w, Reader& r, Failures& fails) {
     }
     case MessageKind::result:
     case MessageKind::error: {
-      if (!w.ready) throw_protocol("a reply before it reported ready");
+      if (!w.ready) throw RuntimeError("a reply before it reported ready");
       std::uint64_t id = r.u64();
       if (w.inflight.empty() || w.inflight.front().first != id)
-        throw_protocol("a reply to task " + std::to_string(id) + ", which it was not running");
+        throw RuntimeError("a reply to task " + std::to_string(id) + ", which it was not running");
       auto [tid, task] = std::move(w.inflight.front());
       w.inflight.pop_front();
       std::exception_ptr error;
@@ -762,9 +762,9 @@ void PoolCore::handle_frame(Worker& w, Reader& r, Failures& fails) {
       }
       if (!ok) {  // back in line: the worker's death fails it, as any crash would
         w.inflight.emplace_front(tid, std::move(task));
-        throw_protocol(kind == MessageKind::result
-                           ? "a result that does not read as the function's result type"
-                           : "a malformed error report");
+        throw RuntimeError(kind == MessageKind::result
+                               ? "a result that does not read as the function's result type"
+                               : "a malformed error report");
       }
       if (error) task.completer->fail(error);
       auto now = std::chrono::steady_clock::now();
@@ -774,7 +774,7 @@ void PoolCore::handle_frame(Worker& w, Reader& r, Failures& fails) {
       return;
     }
     default:
-      throw_protocol("an unknown kind of message (" + std::to_string(int(kind)) + ")");
+      throw RuntimeError("an unknown kind of message (" + std::to_string(int(kind)) + ")");
   }
 }
 
@@ -809,10 +809,7 @@ void PoolCore::drain(Worker& w) noexcept {
     w.acc.append(w.rbuf.data(), static_cast<std::size_t>(n));
     total += static_cast<std::size_t>(n);
   }
-  Failures fails;
-  consume(w, fails);
-  for (auto& [c, e] : fails)
-    c->fail(e);
+  consume(w);
 }
 
 void PoolCore::maybe_gone(Worker& w) noexcept {

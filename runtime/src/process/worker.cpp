@@ -38,10 +38,6 @@ namespace {
 bool main_wrapped = false;
 std::uint64_t running_task = 0;  // in a worker: the id of the task being run
 
-int pidfd_open(pid_t pid) noexcept {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
-
 void close_from(int first) noexcept {
 #ifdef SYS_close_range
   if (::syscall(SYS_close_range, first, ~0U, 0) == 0) return;
@@ -104,6 +100,10 @@ void run_call(Reader& r, MessageKind kind, std::string& out) {
 }
 
 }  // namespace
+
+int pidfd_open(int pid) noexcept {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 bool main_is_wrapped() noexcept {
   return main_wrapped;
@@ -388,10 +388,7 @@ void check_role(const std::string& role) {
   if (role != "worker" && role != "forkserver") refuse("that is not a kettle role");
   ucred cred{};
   socklen_t len = sizeof cred;
-  int type = 0;
-  socklen_t tlen = sizeof type;
-  if (::getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
-      ::getsockopt(3, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+  if (::getsockopt(3, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
     refuse("fd 3 is not a socket to a kettle process");
   if (cred.pid != ::getppid() || cred.uid != ::getuid())
     refuse("fd 3 was not made by the process that started this one");

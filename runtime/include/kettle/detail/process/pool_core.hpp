@@ -94,9 +94,9 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   void flush(Worker* w);
   void watch_pid(Worker* w);
   void signal(Worker& w, int sig) noexcept;
-  // Reads every whole frame the worker sent; false if it broke the protocol (then it is
-  // poisoned: killed, and its task fails saying why).
-  bool consume(Worker& w, Failures& fails) noexcept;
+  // Reads every whole frame the worker sent. One that breaks the protocol poisons the
+  // worker: it is killed, and its task fails saying why.
+  void consume(Worker& w) noexcept;
   void handle_frame(Worker& w, Reader& r, Failures& fails);
   void poison(Worker& w, const std::string& why) noexcept;
   void drain(Worker& w) noexcept;
