@@ -284,6 +284,8 @@ void EventLoop::close() {
   }
   for (detail::TaskBase* t : pending)
     t->release();
+  // Sockets and servers still open close now, while their io_context exists.
+  core_.close_resources();
 }
 
 void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {

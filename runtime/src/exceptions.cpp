@@ -4,6 +4,7 @@
 
 #include <cxxabi.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <memory>
 #include <typeinfo>
@@ -22,6 +23,40 @@ std::string demangle(const char* name) {
   return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 }  // namespace
+
+IncompleteReadError::IncompleteReadError(std::string partial, std::optional<std::size_t> expected)
+    : Error(std::to_string(partial.size()) + " bytes read on a total of " +
+            (expected ? std::to_string(*expected) : std::string("undefined")) + " expected bytes"),
+      partial_(std::move(partial)),
+      expected_(expected) {}
+
+std::exception_ptr make_os_error(std::error_code ec, const std::string& what) {
+  if (ec.category() == std::system_category() || ec.category() == std::generic_category()) {
+    switch (ec.value()) {
+      case EPIPE:
+      case ESHUTDOWN:
+        return std::make_exception_ptr(BrokenPipeError(ec, what));
+      case ECONNABORTED:
+        return std::make_exception_ptr(ConnectionAbortedError(ec, what));
+      case ECONNREFUSED:
+        return std::make_exception_ptr(ConnectionRefusedError(ec, what));
+      case ECONNRESET:
+        return std::make_exception_ptr(ConnectionResetError(ec, what));
+      case ENOENT:
+        return std::make_exception_ptr(FileNotFoundError(ec, what));
+      case EACCES:
+      case EPERM:
+        return std::make_exception_ptr(PermissionError(ec, what));
+      default:
+        break;
+    }
+  }
+  return std::make_exception_ptr(OSError(ec, what));
+}
+
+void raise_os_error(std::error_code ec, const std::string& what) {
+  std::rethrow_exception(make_os_error(ec, what));
+}
 
 ExceptionGroup::ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions)
     : Error(group_what(message, exceptions.size())),

@@ -12,11 +12,20 @@
 //   ExceptionGroup        several exceptions at once (TaskGroup).
 //   BrokenExecutor        an executor can no longer run work (BrokenThreadPool,
 //                         BrokenProcessPool derive from it).
+//   IncompleteReadError   EOF before a stream read got what it needed (partial(): what came).
+//   LimitOverrunError     a stream's separator not found within its limit (consumed()).
+//   OSError               Python's OSError family: a std::system_error with the errno.
+//     ConnectionError       BrokenPipeError, ConnectionAbortedError,
+//                           ConnectionRefusedError, ConnectionResetError derive from it.
+//     FileNotFoundError, PermissionError.
 #pragma once
 
+#include <cstddef>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace kettle {
@@ -115,6 +124,73 @@ class ExceptionGroup : public Error {
   std::string message_;
   std::vector<std::exception_ptr> exceptions_;
 };
+
+// asyncio.IncompleteReadError: the stream ended after partial() bytes, before expected()
+// (none: a separator was expected).
+class IncompleteReadError : public Error {
+ public:
+  IncompleteReadError(std::string partial, std::optional<std::size_t> expected);
+  const std::string& partial() const noexcept { return partial_; }
+  std::optional<std::size_t> expected() const noexcept { return expected_; }
+
+ private:
+  std::string partial_;
+  std::optional<std::size_t> expected_;
+};
+
+// asyncio.LimitOverrunError: no separator within the limit. The data stays in the reader's
+// buffer; consumed() is how many bytes of it may be skipped.
+class LimitOverrunError : public Error {
+ public:
+  LimitOverrunError(const std::string& message, std::size_t consumed)
+      : Error(message), consumed_(consumed) {}
+  std::size_t consumed() const noexcept { return consumed_; }
+
+ private:
+  std::size_t consumed_;
+};
+
+// Python's OSError: what() is "<what>: <strerror>", code() the errno (system_category).
+class OSError : public std::system_error {
+ public:
+  OSError(std::error_code ec, const std::string& what) : std::system_error(ec, what) {}
+  OSError(int errno_value, const std::string& what)
+      : std::system_error(errno_value, std::system_category(), what) {}
+};
+class FileNotFoundError : public OSError {
+ public:
+  using OSError::OSError;
+};
+class PermissionError : public OSError {
+ public:
+  using OSError::OSError;
+};
+class ConnectionError : public OSError {
+ public:
+  using OSError::OSError;
+};
+class BrokenPipeError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+};
+class ConnectionAbortedError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+};
+class ConnectionRefusedError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+};
+class ConnectionResetError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+  explicit ConnectionResetError(const std::string& what) : ConnectionError(ECONNRESET, what) {}
+};
+
+// The OSError subclass Python raises for ec's errno (ECONNRESET: ConnectionResetError, ...),
+// as an exception_ptr, or thrown.
+std::exception_ptr make_os_error(std::error_code ec, const std::string& what);
+[[noreturn]] void raise_os_error(std::error_code ec, const std::string& what);
 
 // A one-line description of any exception, CancelledError and foreign types included:
 // "kettle::ValueError: bad value". Used by the exception handler and by examples.

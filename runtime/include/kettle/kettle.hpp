@@ -11,6 +11,8 @@
 #include "kettle/multiprocessing.hpp"
 #include "kettle/queues.hpp"
 #include "kettle/runners.hpp"
+#include "kettle/socket.hpp"
+#include "kettle/streams.hpp"
 #include "kettle/taskgroups.hpp"
 #include "kettle/tasks.hpp"
 #include "kettle/threads.hpp"

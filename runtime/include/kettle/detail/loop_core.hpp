@@ -71,6 +71,21 @@ inline std::int64_t now_ns() noexcept {
       .count();
 }
 
+// Something that holds Asio I/O objects of a loop (a stream, a server). Asio's objects must
+// go before their io_context: the loop's close() tells each to close them.
+class LoopResource {
+ public:
+  virtual void on_loop_close() noexcept = 0;
+
+ protected:
+  ~LoopResource() = default;
+
+ private:
+  friend class LoopCore;
+  LoopResource* prev_resource_ = nullptr;
+  LoopResource* next_resource_ = nullptr;
+};
+
 class LoopCore {
  public:
   explicit LoopCore(EventLoop& owner)
@@ -99,6 +114,28 @@ class LoopCore {
   bool yield_is_noop() noexcept {
     return ready.empty() && timers.empty() && !stopping && !inbox_pending() &&
            ++io_tick < kIoInterval;
+  }
+
+  void attach(LoopResource* r) noexcept {
+    r->prev_resource_ = nullptr;
+    r->next_resource_ = resources;
+    if (resources) resources->prev_resource_ = r;
+    resources = r;
+  }
+  void detach(LoopResource* r) noexcept {
+    if (r->prev_resource_)
+      r->prev_resource_->next_resource_ = r->next_resource_;
+    else if (resources == r)
+      resources = r->next_resource_;
+    if (r->next_resource_) r->next_resource_->prev_resource_ = r->prev_resource_;
+    r->prev_resource_ = r->next_resource_ = nullptr;
+  }
+  // In close(): every resource closes its I/O objects (and leaves the list).
+  void close_resources() noexcept {
+    while (LoopResource* r = resources) {
+      detach(r);
+      r->on_loop_close();
+    }
   }
 
   // The inbox: what other threads posted (LoopGate::post), a lock-free stack that the loop
@@ -139,6 +176,7 @@ class LoopCore {
   std::atomic<InboxNode*> inbox{nullptr};
   TaskBase* current_task = nullptr;
   TaskBase* tasks_head = nullptr;  // every pending task (intrusive list, see TaskBase)
+  LoopResource* resources = nullptr;
   std::uint32_t next_task_id = 1;
   // Tasks waiting for a Future that another thread may complete. While there are any, the
   // loop polls for a short while before blocking, so that a quick reply from a worker

@@ -1,0 +1,241 @@
+// kettle/streams.hpp — asyncio streams: TCP and Unix-socket connections as a StreamReader
+// and a StreamWriter, and servers that run a task per connection.
+//
+//   kettle::Coro<> handle_echo(kettle::StreamReader reader, kettle::StreamWriter writer) {
+//     std::string data = co_await reader.read(100);
+//     writer.write(data);
+//     co_await writer.drain();
+//     writer.close();
+//     co_await writer.wait_closed();
+//   }
+//   kettle::Server server = co_await kettle::start_server(handle_echo, "127.0.0.1", 8888);
+//   co_await server.serve_forever();
+//
+//   auto [reader, writer] = co_await kettle::open_connection("127.0.0.1", 8888);
+//
+// Bytes are std::string (binary-safe, asyncio's bytes). Errors are Python's: OSError and its
+// subclasses (ConnectionResetError, ConnectionRefusedError, BrokenPipeError, ...; see
+// exceptions.hpp), gaierror for names that do not resolve (socket.hpp), and asyncio's
+// IncompleteReadError and LimitOverrunError for reads.
+//
+// Readers, writers and servers are handles: copies share one connection or server.
+// Thread safety: loop-local; everything belongs to the loop that made it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "kettle/coro.hpp"
+#include "kettle/exceptions.hpp"
+#include "kettle/socket.hpp"
+
+namespace kettle {
+
+// asyncio's default limit of a StreamReader's buffer (streams._DEFAULT_LIMIT).
+inline constexpr std::size_t kStreamLimit = 64 * 1024;
+
+namespace detail {
+class ReaderCore;
+class StreamTransport;
+class ServerCore;
+struct WriterHandle;
+}  // namespace detail
+
+class StreamReader {
+ public:
+  // A reader fed by hand with feed_data / feed_eof (asyncio.StreamReader(limit=...)).
+  // ValueError if limit is 0.
+  explicit StreamReader(std::size_t limit = kStreamLimit);
+
+  // Up to n bytes, waiting for at least one; n < 0: everything until EOF. "" at EOF.
+  // Cancellation: nothing is consumed; what arrived stays buffered for the next read.
+  [[nodiscard]] Coro<std::string> read(std::ptrdiff_t n = -1);
+  // Exactly n bytes. IncompleteReadError (with what came) at EOF before n bytes; ValueError
+  // if n < 0.
+  // Cancellation: nothing is consumed.
+  [[nodiscard]] Coro<std::string> readexactly(std::ptrdiff_t n);
+  // Bytes up to and including the first separator; with several separators, the one whose
+  // match ends first. At EOF before a separator: IncompleteReadError (the rest of the data
+  // is its partial() and leaves the buffer). No separator within `limit` bytes (default:
+  // the reader's): LimitOverrunError, the data stays in the buffer. ValueError for an empty
+  // separator or none at all. On g++ 12, name the vector before the co_await: a braced list
+  // inside a co_await expression does not compile there (a GCC 12 bug).
+  // Cancellation: nothing is consumed.
+  [[nodiscard]] Coro<std::string> readuntil(std::string_view separator = "\n",
+                                            std::optional<std::size_t> limit = std::nullopt);
+  [[nodiscard]] Coro<std::string> readuntil(std::vector<std::string> separators,
+                                            std::optional<std::size_t> limit = std::nullopt);
+  // A line with its "\n"; at EOF the last partial line, then "". A line longer than the
+  // limit: ValueError, and the line (up to its "\n", or the whole buffer) is dropped.
+  // Cancellation: nothing is consumed.
+  [[nodiscard]] Coro<std::string> readline(std::optional<std::size_t> limit = std::nullopt);
+  // `async for line in reader`: the next line, or nullopt at EOF.
+  //   while (auto line = co_await reader.next_line()) use(*line);
+  // Cancellation: nothing is consumed.
+  [[nodiscard]] Coro<std::optional<std::string>> next_line();
+
+  // EOF was received and the buffer is empty.
+  bool at_eof() const noexcept;
+  std::size_t limit() const noexcept;
+  // What reads raise once set (a connection lost with an error), or null.
+  std::exception_ptr exception() const noexcept;
+  // What is buffered and not yet read (asyncio's _buffer), for tests and diagnostics.
+  std::string_view buffer() const noexcept;
+
+  // The feeding side (asyncio's protocol-facing methods).
+  void feed_data(std::string_view data);  // RuntimeError after feed_eof
+  void feed_eof();
+  void set_exception(std::exception_ptr e);
+
+  // Implementation
+  explicit StreamReader(std::shared_ptr<detail::ReaderCore> core) noexcept
+      : core_(std::move(core)) {}
+
+ private:
+  std::shared_ptr<detail::ReaderCore> core_;
+};
+
+class StreamWriter {
+ public:
+  // Sends at once what the socket takes; the rest is buffered and sent as the peer reads.
+  // RuntimeError after write_eof(). After the connection is lost, data is dropped (drain()
+  // raises).
+  void write(std::string_view data);
+  void write(std::span<const std::byte> data);
+  template <class Range>
+  void writelines(const Range& lines) {
+    for (const auto& line : lines)
+      write(std::string_view(line));
+  }
+  // Shuts down the sending side once the buffer is sent (the peer reads EOF).
+  void write_eof();
+  bool can_write_eof() const noexcept;
+
+  // Waits while more than the high-water mark is buffered, until the buffer is at the
+  // low-water mark. Raises the reader's exception, if any, and ConnectionResetError (or
+  // the error that broke the connection) once the connection is lost.
+  // Cancellation: nothing written is lost; the buffer is still sent.
+  [[nodiscard]] Coro<void> drain();
+
+  // Closes the connection once the buffer is sent. Repeated calls do nothing.
+  void close();
+  bool is_closing() const noexcept;
+  // Waits until the connection is closed; raises the error that broke it, if any.
+  // Cancellation: the connection closes all the same.
+  [[nodiscard]] Coro<void> wait_closed();
+  // transport.abort(): closes at once, dropping what is buffered.
+  void abort();
+
+  // transport.set_write_buffer_limits: high defaults to 64 KiB (or 4 × low), low to a
+  // quarter of high. ValueError unless high >= low.
+  void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
+                               std::optional<std::size_t> low = std::nullopt);
+  std::size_t get_write_buffer_size() const noexcept;
+
+  // get_extra_info("peername" / "sockname" / "socket"): the addresses, and the file
+  // descriptor (-1 once closed).
+  SockAddr peername() const;
+  SockAddr sockname() const;
+  int fileno() const noexcept;
+
+  // Implementation
+  explicit StreamWriter(std::shared_ptr<detail::WriterHandle> h) noexcept : h_(std::move(h)) {}
+
+ private:
+  detail::StreamTransport& t() const noexcept;
+  std::shared_ptr<detail::WriterHandle> h_;
+};
+
+// open_connection's keyword arguments.
+struct ConnectOptions {
+  std::size_t limit = kStreamLimit;  // the reader's limit
+  int family = 0;                    // AF_INET, AF_INET6 or 0 (any)
+  // Bind the socket to this (host, port) first.
+  std::optional<std::pair<std::string, std::uint16_t>> local_addr;
+  // RFC 8305: start the next address's attempt after this many seconds without waiting for
+  // the previous to fail (asyncio's recommended value: 0.25). None: one after another.
+  std::optional<double> happy_eyeballs_delay;
+  // Reorder addresses by family, this many of the first family first (0: as resolved;
+  // 1 when happy_eyeballs_delay is set and this is 0).
+  int interleave = 0;
+};
+
+// start_server's keyword arguments.
+struct ServerOptions {
+  std::size_t limit = kStreamLimit;
+  int family = 0;
+  int backlog = 100;
+  bool reuse_address = true;
+  bool reuse_port = false;
+  bool start_serving = true;  // false: listen, but accept only after start_serving()
+};
+
+// Runs as a task per connection. An exception that escapes it goes to the loop's exception
+// handler ("Unhandled exception in client_connected_cb") and closes the connection.
+using ClientConnected = std::function<Coro<void>(StreamReader, StreamWriter)>;
+
+// asyncio.Server. Dropping the last handle closes the server (its clients stay connected).
+class [[nodiscard]] Server {
+ public:
+  Server(Server&&) noexcept = default;
+  Server& operator=(Server&&) noexcept;
+  ~Server();
+
+  // Stops listening; connections already accepted stay open. Repeated calls do nothing.
+  void close();
+  // close() on every client connection / abort() on every one (3.13).
+  void close_clients();
+  void abort_clients();
+  bool is_serving() const noexcept;
+  // Starts accepting (after ServerOptions::start_serving = false).
+  void start_serving();
+  // Accepts until cancelled or closed. Cancelled (or closed by someone else): closes the
+  // server, closes its clients, waits for them to go, and raises CancelledError.
+  // RuntimeError if already running or closed.
+  [[nodiscard]] Coro<void> serve_forever();
+  // Waits until the server is closed and every client connection is gone.
+  // Cancellation: nothing is left behind.
+  [[nodiscard]] Coro<void> wait_closed();
+  // The addresses listened on (server.sockets' getsockname()); empty once closed.
+  std::vector<SockAddr> sockets() const;
+
+  // Implementation
+  explicit Server(std::shared_ptr<detail::ServerCore> core) noexcept : core_(std::move(core)) {}
+
+ private:
+  std::shared_ptr<detail::ServerCore> core_;
+};
+
+// Connects to host:port (a name is resolved on the resolver threads, see socket.hpp) and
+// returns the connection's reader and writer. TCP_NODELAY is set, as asyncio does. Every
+// address is tried; if all fail, the error (or OSError "Multiple exceptions: ...").
+[[nodiscard]] Coro<std::pair<StreamReader, StreamWriter>> open_connection(
+    std::string host, std::uint16_t port, ConnectOptions options = {});
+// The same over a Unix socket (a path, or an abstract name starting with '\0').
+// FileNotFoundError if there is no such socket.
+[[nodiscard]] Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(
+    std::string path, ConnectOptions options = {});
+
+// Listens on host:port: "" means every interface, a name every address it resolves to;
+// port 0 picks a free port (see sockets()). IPv6 sockets are IPV6_V6ONLY.
+[[nodiscard]] Coro<Server> start_server(ClientConnected client_connected, std::string host,
+                                        std::uint16_t port, ServerOptions options = {});
+// Listens on every host given.
+[[nodiscard]] Coro<Server> start_server(ClientConnected client_connected,
+                                        std::vector<std::string> hosts, std::uint16_t port,
+                                        ServerOptions options = {});
+// Listens on a Unix socket. A socket file already at `path` is replaced; the file is
+// removed when the server closes (if it is still ours).
+[[nodiscard]] Coro<Server> start_unix_server(ClientConnected client_connected, std::string path,
+                                             ServerOptions options = {});
+
+}  // namespace kettle

@@ -1,0 +1,1374 @@
+#include "kettle/streams.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <unordered_set>
+
+#include <asio/generic/stream_protocol.hpp>
+
+#include "kettle/detail/wait_list.hpp"
+#include "kettle/event_loop.hpp"
+#include "kettle/tasks.hpp"
+#include "kettle/use_coro.hpp"
+
+namespace kettle {
+namespace detail {
+
+using Socket = asio::generic::stream_protocol::socket;
+
+// ---------------------------------------------------------------------------------------
+// The reader's buffer and its one waiter (asyncio.StreamReader's state).
+
+class ReaderCore : public LoopBound {
+ public:
+  using LoopBound::check_loop;
+  using LoopBound::check_thread;
+  explicit ReaderCore(std::size_t limit) : limit_(limit) {
+    if (limit == 0) throw ValueError("StreamReader: limit must be greater than 0");
+  }
+
+  std::string_view data() const noexcept { return {buf_.get() + head_, tail_ - head_}; }
+  std::size_t size() const noexcept { return tail_ - head_; }
+  std::string take(std::size_t n) {
+    std::string s(buf_.get() + head_, n);
+    consume(n);
+    return s;
+  }
+  void consume(std::size_t n) noexcept {
+    head_ += n;
+    if (head_ == tail_) {
+      head_ = tail_ = 0;
+      if (cap_ > kKeepCapacity) {  // a big read is over: do not keep its memory
+        buf_.reset();
+        cap_ = 0;
+      }
+    }
+  }
+  void clear() noexcept { consume(size()); }
+
+  // Where the transport's next recv goes: straight into the buffer when it has room, else
+  // a scratch area whose bytes commit() appends (an idle connection holds no large buffer).
+  char* prepare(std::size_t& n) {
+    if (cap_ - tail_ < kMinDirect && head_ > 0 && cap_ - size() >= kMinDirect) compact();
+    if (cap_ - tail_ >= kMinDirect) {
+      direct_ = true;
+      n = std::min(cap_ - tail_, kMaxRecv);
+      return buf_.get() + tail_;
+    }
+    direct_ = false;
+    n = kScratch;
+    return scratch();
+  }
+  void commit(std::size_t n) {
+    if (direct_)
+      tail_ += n;
+    else
+      append(scratch(), n);
+    after_feed();
+  }
+
+  void feed_data(std::string_view d) {
+    if (eof_) throw RuntimeError("StreamReader.feed_data() after feed_eof()");
+    if (d.empty()) return;
+    append(d.data(), d.size());
+    after_feed();
+  }
+  void feed_eof() {
+    eof_ = true;
+    wakeup_waiter();
+  }
+  void set_exception(std::exception_ptr e) {
+    exc_ = std::move(e);
+    wakeup_waiter();
+  }
+  void maybe_resume_transport();
+  void resume_for_wait();
+
+  static constexpr std::size_t kMinDirect = 16 * 1024;
+  static constexpr std::size_t kMaxRecv = 256 * 1024;
+  static constexpr std::size_t kScratch = 64 * 1024;
+  static constexpr std::size_t kKeepCapacity = 1024 * 1024;
+
+  std::size_t limit_;
+  bool eof_ = false;
+  bool paused_ = false;
+  std::exception_ptr exc_;
+  WaitNode* waiter_ = nullptr;
+  StreamTransport* transport_ = nullptr;
+
+ private:
+  static char* scratch() {
+    static thread_local std::unique_ptr<char[]> s;
+    if (!s) s.reset(new char[kScratch]);
+    return s.get();
+  }
+  void compact() noexcept {
+    std::memmove(buf_.get(), buf_.get() + head_, size());
+    tail_ -= head_;
+    head_ = 0;
+  }
+  void append(const char* p, std::size_t n) {
+    if (cap_ - tail_ < n) {
+      if (head_ > 0) compact();
+      if (cap_ - tail_ < n) {
+        std::size_t cap = std::max({tail_ + n, cap_ * 2, std::size_t(2048)});
+        std::unique_ptr<char[]> b(new char[cap]);
+        if (tail_) std::memcpy(b.get(), buf_.get(), tail_);
+        buf_ = std::move(b);
+        cap_ = cap;
+      }
+    }
+    std::memcpy(buf_.get() + tail_, p, n);
+    tail_ += n;
+  }
+  void after_feed();
+  void wakeup_waiter() {
+    if (WaitNode* w = std::exchange(waiter_, nullptr)) w->set_done();
+  }
+
+  std::unique_ptr<char[]> buf_;
+  std::size_t cap_ = 0;
+  std::size_t head_ = 0;
+  std::size_t tail_ = 0;
+  bool direct_ = false;
+};
+
+// _wait_for_data: one waiter at a time.
+class DataWaiter : private WaitNode {
+ public:
+  DataWaiter(ReaderCore& r, const char* fn) noexcept : r_(r), fn_(fn) {}
+  DataWaiter(const DataWaiter&) = delete;
+  ~DataWaiter() {
+    if (r_.waiter_ == this) r_.waiter_ = nullptr;
+  }
+  bool await_ready() {
+    if (r_.waiter_)
+      throw RuntimeError(std::string(fn_) +
+                         "() called while another coroutine is already waiting for incoming "
+                         "data");
+    // Waiting while paused would deadlock (readexactly(n) with n > limit, say).
+    r_.resume_for_wait();
+    return false;
+  }
+  void await_suspend(std::coroutine_handle<> h) {
+    r_.waiter_ = this;
+    suspend(h);
+  }
+  void await_resume() {
+    if (r_.waiter_ == this) r_.waiter_ = nullptr;
+    if (resumed_cancelled()) throw_cancelled();
+    if (r_.exc_) std::rethrow_exception(r_.exc_);
+  }
+
+ private:
+  ReaderCore& r_;
+  const char* fn_;
+};
+
+// ---------------------------------------------------------------------------------------
+// A connected socket: asyncio's _SelectorSocketTransport and StreamReaderProtocol in one.
+// Reads are readiness-based (no buffer is pinned while a connection is idle) and stop above
+// twice the reader's limit; writes go straight to the socket while nothing is buffered.
+
+class StreamTransport final : public LoopResource,
+                              public LoopBound,
+                              public std::enable_shared_from_this<StreamTransport> {
+ public:
+  using LoopBound::check_thread;
+  StreamTransport(LoopCore& loop, Socket sock, std::shared_ptr<ReaderCore> reader)
+      : reader_(std::move(reader)),
+        loop_(&loop),
+        sock_(std::move(sock)),
+        fd_(sock_->native_handle()),
+        peer_desc_(peer_name().to_string()) {
+    reader_->transport_ = this;
+    loop_->attach(this);
+  }
+  ~StreamTransport() {
+    if (reader_ && reader_->transport_ == this) reader_->transport_ = nullptr;
+    if (loop_) loop_->detach(this);
+  }
+
+  void start() { start_reading(); }
+
+  // --- reading ---
+  void pause_reading() noexcept { read_paused_ = true; }
+  void resume_reading() {
+    read_paused_ = false;
+    start_reading();
+  }
+
+  // --- writing ---
+  void write(const char* p, std::size_t n) {
+    check_thread("StreamWriter.write()");
+    if (eof_written_) throw RuntimeError("Cannot call write() after write_eof()");
+    if (n == 0 || conn_lost_) return;
+    if (pending() == 0) {
+      std::size_t k = 0;
+      if (!send_now(p, n, k)) return;
+      p += k;
+      n -= k;
+      if (n == 0) return;
+    }
+    wbuf_.append(p, n);
+    start_writing();
+    if (!write_paused_ && pending() > high_) write_paused_ = true;
+  }
+  void write_eof() {
+    check_thread("StreamWriter.write_eof()");
+    if (closing_ || eof_written_) return;
+    eof_written_ = true;
+    if (pending() == 0) ::shutdown(fd_, SHUT_WR);
+  }
+  void close() {
+    if (closing_) return;
+    closing_ = true;
+    if (pending() == 0) connection_lost(nullptr);
+  }
+  void abort() {
+    closing_ = true;
+    connection_lost(nullptr);
+  }
+  bool is_closing() const noexcept { return closing_; }
+  std::size_t pending() const noexcept { return wbuf_.size() - woff_; }
+  void set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) {
+    std::size_t h = high ? *high : (low ? 4 * *low : 64 * 1024);
+    std::size_t l = low ? *low : h / 4;
+    if (h < l)
+      throw ValueError("set_write_buffer_limits(): high (" + std::to_string(h) +
+                       ") must be >= low (" + std::to_string(l) + ")");
+    high_ = h;
+    low_ = l;
+    if (!write_paused_ && pending() > high_) write_paused_ = true;
+    maybe_resume_protocol();
+  }
+
+  SockAddr peer_name() const { return name(::getpeername); }
+  SockAddr sock_name() const { return name(::getsockname); }
+  int fileno() const noexcept { return conn_lost_ ? -1 : fd_; }
+  const std::string& peer() const noexcept { return peer_desc_; }
+
+  void on_loop_close() noexcept override {
+    loop_ = nullptr;  // close_resources() detached us
+    connection_lost(nullptr);
+    sock_.reset();  // Asio's socket goes while its io_context still exists
+  }
+
+  std::shared_ptr<ReaderCore> reader_;
+  std::shared_ptr<ServerCore> server_;  // set for a server's client connection
+  bool conn_lost_ = false;
+  bool write_paused_ = false;
+  std::exception_ptr lost_exc_;
+  WaitList drain_waiters_;
+  WaitList close_waiters_;
+
+ private:
+  using NameFn = int (*)(int, sockaddr*, socklen_t*) noexcept;
+  SockAddr name(NameFn fn) const {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (conn_lost_ || fn(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+    return SockAddr::from(reinterpret_cast<sockaddr*>(&ss), len);
+  }
+
+  void start_reading() {
+    if (reading_ || read_paused_ || closing_ || eof_received_ || conn_lost_) return;
+    reading_ = true;
+    sock_->async_wait(Socket::wait_read, [self = shared_from_this()](std::error_code ec) {
+      self->reading_ = false;
+      if (self->conn_lost_ || ec == asio::error::operation_aborted) return;
+      if (ec)
+        self->fatal_error(ec, "read");
+      else
+        self->read_ready();
+    });
+  }
+
+  void read_ready() {
+    // A bounded number of reads per readiness, so that one busy peer cannot starve the loop.
+    for (int i = 0; i < 16; ++i) {
+      if (read_paused_ || closing_ || conn_lost_) return;
+      std::size_t space = 0;
+      char* p = reader_->prepare(space);
+      ssize_t k = ::recv(fd_, p, space, 0);
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        fatal_error(std::error_code(errno, std::system_category()), "read");
+        return;
+      }
+      if (k == 0) {
+        // The peer wrote EOF. As asyncio's stream protocol, keep the connection open for
+        // writing (half-close): the user closes it.
+        eof_received_ = true;
+        reader_->feed_eof();
+        return;
+      }
+      reader_->commit(std::size_t(k));
+      if (std::size_t(k) < space) break;  // the socket is drained
+    }
+    start_reading();
+  }
+
+  // Sends what the socket takes now; false if the connection failed.
+  bool send_now(const char* p, std::size_t n, std::size_t& sent) {
+    sent = 0;
+    while (sent < n) {
+      ssize_t k = ::send(fd_, p + sent, n - sent, MSG_NOSIGNAL);
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+        fatal_error(std::error_code(errno, std::system_category()), "write");
+        return false;
+      }
+      sent += std::size_t(k);
+    }
+    return true;
+  }
+
+  void start_writing() {
+    if (writing_ || conn_lost_) return;
+    writing_ = true;
+    sock_->async_wait(Socket::wait_write, [self = shared_from_this()](std::error_code ec) {
+      self->writing_ = false;
+      if (self->conn_lost_ || ec == asio::error::operation_aborted) return;
+      if (ec)
+        self->fatal_error(ec, "write");
+      else
+        self->write_ready();
+    });
+  }
+
+  void write_ready() {
+    std::size_t k = 0;
+    if (!send_now(wbuf_.data() + woff_, pending(), k)) return;
+    woff_ += k;
+    if (pending() == 0) {
+      wbuf_.clear();
+      woff_ = 0;
+    } else if (woff_ >= 64 * 1024 && woff_ >= wbuf_.size() / 2) {
+      wbuf_.erase(0, woff_);
+      woff_ = 0;
+    }
+    maybe_resume_protocol();
+    if (pending() > 0) {
+      start_writing();
+    } else if (closing_) {
+      connection_lost(nullptr);
+    } else if (eof_written_) {
+      ::shutdown(fd_, SHUT_WR);
+    }
+  }
+
+  void maybe_resume_protocol() {
+    if (!write_paused_ || pending() > low_) return;
+    write_paused_ = false;
+    while (WaitNode* n = drain_waiters_.front()) {
+      drain_waiters_.remove(*n);
+      n->set_done();
+    }
+  }
+
+  void fatal_error(std::error_code ec, const char* op) {
+    closing_ = true;
+    connection_lost(make_os_error(ec, std::string(op) + " on the connection with " + peer_desc_));
+  }
+
+  // connection_lost: closes the socket, tells the reader, wakes drain() and wait_closed().
+  void connection_lost(std::exception_ptr exc);
+
+  LoopCore* loop_;
+  std::optional<Socket> sock_;
+  int fd_;
+  std::string peer_desc_;
+  std::string wbuf_;
+  std::size_t woff_ = 0;
+  std::size_t high_ = 64 * 1024;
+  std::size_t low_ = 16 * 1024;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool read_paused_ = false;
+  bool eof_received_ = false;
+  bool eof_written_ = false;
+  bool closing_ = false;
+};
+
+void ReaderCore::after_feed() {
+  wakeup_waiter();
+  if (transport_ && !paused_ && size() > 2 * limit_) {
+    paused_ = true;
+    transport_->pause_reading();
+  }
+}
+
+void ReaderCore::maybe_resume_transport() {
+  if (paused_ && size() <= limit_) {
+    paused_ = false;
+    if (transport_) transport_->resume_reading();
+  }
+}
+
+void ReaderCore::resume_for_wait() {
+  if (paused_) {
+    paused_ = false;
+    if (transport_) transport_->resume_reading();
+  }
+}
+
+// The user's handles on a connection's writing side: the last one to go closes it.
+struct WriterHandle {
+  explicit WriterHandle(std::shared_ptr<StreamTransport> t) noexcept : t(std::move(t)) {}
+  WriterHandle(const WriterHandle&) = delete;
+  ~WriterHandle() {
+    if (t->is_closing()) return;
+    if (LoopCore* l = tls_loop; l && l->owner.get_debug())
+      l->owner.call_exception_handler(
+          {"unclosed StreamWriter (connection with " + t->peer() + ")", nullptr, {}});
+    t->close();
+  }
+  std::shared_ptr<StreamTransport> t;
+};
+
+// ---------------------------------------------------------------------------------------
+// Servers (asyncio.Server).
+
+class ServerCore final : public LoopResource,
+                         public LoopBound,
+                         public std::enable_shared_from_this<ServerCore> {
+ public:
+  using LoopBound::check_thread;
+  ServerCore(LoopCore& loop, ClientConnected cb, ServerOptions options)
+      : cb_(std::move(cb)), loop_(&loop), options_(options) {
+    loop_->attach(this);
+  }
+  ~ServerCore() {
+    if (loop_) loop_->detach(this);
+    unlink_path();
+  }
+
+  void add_listener(Socket sock, SockAddr addr) {
+    listeners_.push_back(std::make_unique<Listener>(Listener{std::move(sock), std::move(addr)}));
+  }
+  void set_unix_path(std::string path, dev_t dev, ino_t ino) {
+    path_ = std::move(path);
+    dev_ = dev;
+    ino_ = ino;
+  }
+
+  bool is_serving() const noexcept { return serving_; }
+  bool closed() const noexcept { return closed_; }
+  void start_serving() {
+    if (serving_ || closed_) return;
+    serving_ = true;
+    for (auto& l : listeners_)
+      arm(*l);
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    serving_ = false;
+    for (auto& l : listeners_) {
+      std::error_code ignored;
+      if (l->sock) l->sock->close(ignored);
+    }
+    listeners_.clear();
+    unlink_path();
+    if (WaitNode* f = std::exchange(forever_, nullptr)) f->set_done();
+    maybe_wake_closed();
+  }
+
+  template <class Fn>
+  void for_each_client(Fn fn) {
+    std::vector<std::shared_ptr<StreamTransport>> all;
+    for (StreamTransport* t : clients_)
+      all.push_back(t->shared_from_this());
+    for (auto& t : all)
+      fn(*t);
+  }
+
+  std::size_t client_count() const noexcept { return clients_.size(); }
+  void detach(StreamTransport* t) {
+    clients_.erase(t);
+    maybe_wake_closed();
+  }
+
+  std::vector<SockAddr> sockets() const {
+    std::vector<SockAddr> out;
+    if (closed_) return out;
+    for (auto& l : listeners_)
+      out.push_back(l->addr);
+    return out;
+  }
+
+  void on_loop_close() noexcept override {
+    loop_ = nullptr;
+    closed_ = true;
+    serving_ = false;
+    listeners_.clear();  // Asio's sockets go while their io_context still exists
+    unlink_path();
+  }
+
+  ClientConnected cb_;
+  WaitList closed_waiters_;
+  WaitNode* forever_ = nullptr;  // serve_forever()'s waiter
+
+ private:
+  struct Listener {
+    std::optional<Socket> sock;
+    SockAddr addr;
+  };
+
+  void maybe_wake_closed() {
+    if (!closed_ || !clients_.empty()) return;
+    while (WaitNode* n = closed_waiters_.front()) {
+      closed_waiters_.remove(*n);
+      n->set_done();
+    }
+  }
+
+  void arm(Listener& l) {
+    l.sock->async_wait(Socket::wait_read, [self = shared_from_this(), &l](std::error_code ec) {
+      if (!self->serving_ || ec == asio::error::operation_aborted) return;
+      self->accept_ready(l);
+    });
+  }
+
+  // Accepts up to backlog connections per readiness (asyncio's _accept_connection).
+  void accept_ready(Listener& l) {
+    int lfd = l.sock->native_handle();
+    for (int i = 0; i < std::max(options_.backlog, 1); ++i) {
+      int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) break;
+        if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
+        // Out of descriptors or memory: say so, and try again in a second, as asyncio.
+        loop_->owner.call_exception_handler(
+            {"socket.accept() out of system resource",
+             make_os_error(std::error_code(e, std::system_category()),
+                           "accept() on " + l.addr.to_string()),
+             {}});
+        loop_->owner.call_later(1.0, [self = shared_from_this(), &l] {
+          if (self->serving_) self->arm(l);
+        });
+        return;
+      }
+      connection_made(fd, l.addr.family);
+    }
+    arm(l);
+  }
+
+  void connection_made(int fd, int family);
+
+  LoopCore* loop_;
+  ServerOptions options_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unordered_set<StreamTransport*> clients_;
+  std::string path_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  bool serving_ = false;
+  bool closed_ = false;
+
+  void unlink_path() noexcept {
+    if (path_.empty() || path_[0] == '\0') return;
+    struct stat st;
+    // Only the socket file we made: another server may have replaced it since (3.13).
+    if (::stat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
+      ::unlink(path_.c_str());
+    path_.clear();
+  }
+
+ public:
+  void track(StreamTransport* t) { clients_.insert(t); }
+};
+
+void StreamTransport::connection_lost(std::exception_ptr exc) {
+  if (conn_lost_) return;
+  conn_lost_ = true;
+  closing_ = true;
+  lost_exc_ = exc;
+  auto keep = shared_from_this();
+  if (sock_) {
+    std::error_code ignored;
+    sock_->close(ignored);  // aborts the pending waits
+  }
+  wbuf_.clear();
+  woff_ = 0;
+  if (reader_) {
+    if (exc)
+      reader_->set_exception(exc);
+    else
+      reader_->feed_eof();
+    if (reader_->transport_ == this) reader_->transport_ = nullptr;
+  }
+  write_paused_ = false;
+  while (WaitNode* n = drain_waiters_.front()) {
+    drain_waiters_.remove(*n);
+    n->set_done();
+  }
+  while (WaitNode* n = close_waiters_.front()) {
+    close_waiters_.remove(*n);
+    n->set_done();
+  }
+  if (loop_) {
+    loop_->detach(this);
+    loop_ = nullptr;
+  }
+  if (auto s = std::move(server_)) s->detach(this);
+}
+
+// Waits on one of a transport's or server's wait lists until woken.
+class ListWaiter : private WaitNode {
+ public:
+  explicit ListWaiter(WaitList& list) noexcept : list_(list) {}
+  ListWaiter(const ListWaiter&) = delete;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    list_.push_back(*this);
+    suspend(h);
+  }
+  void await_resume() {
+    list_.remove(*this);
+    if (resumed_cancelled()) throw_cancelled();
+  }
+
+ private:
+  WaitList& list_;
+};
+
+// serve_forever()'s wait: woken by close().
+class ForeverWaiter : private WaitNode {
+ public:
+  explicit ForeverWaiter(ServerCore& s) noexcept : s_(s) {}
+  ForeverWaiter(const ForeverWaiter&) = delete;
+  ~ForeverWaiter() {
+    if (s_.forever_ == this) s_.forever_ = nullptr;
+  }
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    s_.forever_ = this;
+    suspend(h);
+  }
+  // True if cancelled, false if the server was closed.
+  bool await_resume() noexcept {
+    if (s_.forever_ == this) s_.forever_ = nullptr;
+    return resumed_cancelled();
+  }
+
+ private:
+  ServerCore& s_;
+};
+
+std::pair<StreamReader, StreamWriter> make_streams(LoopCore& loop, Socket sock, std::size_t limit,
+                                                   std::shared_ptr<ServerCore> server = nullptr) {
+  auto reader = std::make_shared<ReaderCore>(limit);
+  auto t = std::make_shared<StreamTransport>(loop, std::move(sock), reader);
+  if (server) {
+    server->track(t.get());
+    t->server_ = std::move(server);
+  }
+  t->start();
+  return {StreamReader(std::move(reader)), StreamWriter(std::make_shared<WriterHandle>(t))};
+}
+
+Socket adopt(LoopCore& loop, int fd, int family) {
+  return Socket(loop.owner.io_context(),
+                asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd);
+}
+
+Coro<void> run_client(std::shared_ptr<ServerCore> server, StreamReader reader,
+                      StreamWriter writer) {
+  std::exception_ptr error;
+  try {
+    co_await server->cb_(reader, writer);
+  } catch (const CancelledError&) {
+    throw;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (error) {
+    get_running_loop().call_exception_handler(
+        {"Unhandled exception in client_connected_cb", error, {}});
+    writer.close();
+  }
+}
+
+void ServerCore::connection_made(int fd, int family) {
+  if (family != AF_UNIX) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  Socket sock = adopt(*loop_, fd, family);
+  sock.non_blocking(true);
+  auto [reader, writer] = make_streams(*loop_, std::move(sock), options_.limit, shared_from_this());
+  Coro<void> c = run_client(shared_from_this(), std::move(reader), std::move(writer));
+  Task<void> task = create_task(std::move(c));
+}
+
+// ---------------------------------------------------------------------------------------
+// Connecting and listening.
+
+socklen_t to_sockaddr(const SockAddr& a, sockaddr_storage& ss) {
+  std::memset(&ss, 0, sizeof ss);
+  if (a.family == AF_INET) {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(a.port);
+    ::inet_pton(AF_INET, a.host.c_str(), &s4->sin_addr);
+    return sizeof(sockaddr_in);
+  }
+  if (a.family == AF_INET6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(a.port);
+    ::inet_pton(AF_INET6, a.host.c_str(), &s6->sin6_addr);
+    return sizeof(sockaddr_in6);
+  }
+  auto* su = reinterpret_cast<sockaddr_un*>(&ss);
+  su->sun_family = AF_UNIX;
+  if (a.path.size() >= sizeof su->sun_path)
+    throw ValueError("Unix socket path too long (" + std::to_string(a.path.size()) +
+                     " bytes, at most " + std::to_string(sizeof su->sun_path - 1) + ")");
+  std::memcpy(su->sun_path, a.path.data(), a.path.size());
+  return socklen_t(offsetof(sockaddr_un, sun_path) + a.path.size() +
+                   (a.path.empty() || a.path[0] != '\0' ? 1 : 0));
+}
+
+std::string describe_addr(const SockAddr& a) {
+  if (a.family == AF_UNIX) return "'" + a.to_string() + "'";
+  return "('" + a.host + "', " + std::to_string(a.port) + ")";
+}
+
+// A new non-blocking, close-on-exec stream socket owned by the loop's io_context.
+Socket new_socket(LoopCore& loop, int family) {
+  int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) raise_os_error(std::error_code(errno, std::system_category()), "socket()");
+  Socket sock = adopt(loop, fd, family);
+  sock.non_blocking(true);
+  return sock;
+}
+
+Coro<Socket> connect_one(SockAddr addr, std::vector<AddrInfo> locals) {
+  LoopCore& loop = *tls_loop;
+  Socket sock = new_socket(loop, addr.family);
+  int fd = sock.native_handle();
+  if (addr.family != AF_UNIX) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  if (!locals.empty()) {
+    std::error_code last;
+    bool bound = false;
+    for (const AddrInfo& l : locals) {
+      if (l.family != addr.family) continue;
+      sockaddr_storage ss;
+      socklen_t len = to_sockaddr(l.addr, ss);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) {
+        bound = true;
+        break;
+      }
+      last = std::error_code(errno, std::system_category());
+    }
+    if (!bound) {
+      if (last) raise_os_error(last, "error while attempting to bind on the local address");
+      throw OSError(EAFNOSUPPORT, "no local address of the family of " + describe_addr(addr));
+    }
+  }
+  sockaddr_storage ss;
+  socklen_t len = to_sockaddr(addr, ss);
+  int rc;
+  do {
+    rc = ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  } while (rc < 0 && errno == EINTR);
+  int err = rc == 0 ? 0 : errno;
+  if (err == EINPROGRESS || err == EAGAIN) {
+    co_await sock.async_wait(Socket::wait_write, use_coro);
+    socklen_t elen = sizeof err;
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+  }
+  if (err)
+    raise_os_error(std::error_code(err, std::system_category()),
+                   "Connect call failed " + describe_addr(addr));
+  co_return sock;
+}
+
+// RFC 8305's interleaving: `first` addresses of the first family, then alternate.
+std::vector<AddrInfo> interleave(std::vector<AddrInfo> infos, int first) {
+  std::vector<int> families;
+  for (auto& i : infos)
+    if (std::find(families.begin(), families.end(), i.family) == families.end())
+      families.push_back(i.family);
+  if (families.size() < 2) return infos;
+  std::vector<std::vector<AddrInfo>> by(families.size());
+  for (auto& i : infos)
+    by[std::find(families.begin(), families.end(), i.family) - families.begin()].push_back(i);
+  std::vector<AddrInfo> out;
+  std::size_t taken0 = 0;
+  for (; taken0 < by[0].size() && int(taken0) < first - 1; ++taken0)
+    out.push_back(by[0][taken0]);
+  std::vector<std::size_t> pos(families.size(), 0);
+  pos[0] = taken0;
+  for (bool more = true; more;) {
+    more = false;
+    for (std::size_t f = 0; f < by.size(); ++f)
+      if (pos[f] < by[f].size()) {
+        out.push_back(by[f][pos[f]++]);
+        more = true;
+      }
+  }
+  return out;
+}
+
+[[noreturn]] void raise_connect_errors(std::vector<std::exception_ptr>& errors) {
+  std::string first;
+  bool same = true;
+  std::string all;
+  for (auto& e : errors) {
+    std::string w;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      w = x.what();
+    }
+    if (first.empty()) first = w;
+    same = same && w == first;
+    all += (all.empty() ? "" : ", ") + w;
+  }
+  if (same) std::rethrow_exception(errors.front());
+  throw OSError(0, "Multiple exceptions: " + all);
+}
+
+// Happy Eyeballs (RFC 8305): the attempts are staggered by `delay`; the first to connect
+// wins and the others are cancelled.
+Coro<Socket> staggered_connect(std::vector<AddrInfo> infos, std::vector<AddrInfo> locals,
+                               double delay) {
+  std::vector<Task<Socket>> attempts;
+  std::vector<std::exception_ptr> errors;
+  std::size_t next = 0;
+  std::optional<Socket> winner;
+  auto reap = [&] {
+    for (auto& t : attempts) {
+      if (!t || !t.done()) continue;
+      if (!t.cancelled()) {
+        if (auto e = t.exception())
+          errors.push_back(e);
+        else if (!winner)
+          winner.emplace(std::move(t.result()));
+      }
+      t = Task<Socket>();
+    }
+  };
+  try {
+    while (!winner) {
+      reap();
+      if (winner) break;
+      bool running = std::any_of(attempts.begin(), attempts.end(), [](auto& t) { return bool(t); });
+      if (next == infos.size() && !running) break;
+      if (next < infos.size()) {
+        attempts.push_back(create_task(connect_one(infos[next++].addr, locals)));
+        co_await sleep(0);  // let it start
+      }
+      std::vector<Task<Socket>> live;
+      for (auto& t : attempts)
+        if (t && !t.done()) live.push_back(t);
+      if (live.empty()) continue;
+      std::optional<std::chrono::duration<double>> timeout;
+      if (next < infos.size()) timeout = std::chrono::duration<double>(delay);
+      co_await kettle::wait(live, FIRST_COMPLETED, timeout);
+    }
+  } catch (...) {
+    for (auto& t : attempts)
+      if (t) t.cancel();
+    throw;
+  }
+  for (auto& t : attempts)
+    if (t) t.cancel();
+  if (winner) co_return std::move(*winner);
+  raise_connect_errors(errors);
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> connect_stream(std::vector<AddrInfo> infos,
+                                                           ConnectOptions options) {
+  std::vector<AddrInfo> locals;
+  if (options.local_addr) {
+    locals =
+        co_await getaddrinfo(options.local_addr->first, std::to_string(options.local_addr->second),
+                             options.family, SOCK_STREAM, 0, AI_PASSIVE);
+    if (locals.empty()) throw OSError(EADDRNOTAVAIL, "getaddrinfo() returned empty list");
+  }
+  int il = options.interleave;
+  if (options.happy_eyeballs_delay && il == 0) il = 1;
+  if (il > 0) infos = interleave(std::move(infos), il);
+  std::optional<Socket> sock;
+  if (options.happy_eyeballs_delay && infos.size() > 1) {
+    double delay = *options.happy_eyeballs_delay;
+    if (std::isnan(delay) || delay < 0)
+      throw ValueError("happy_eyeballs_delay must be a number >= 0");
+    sock.emplace(co_await staggered_connect(std::move(infos), std::move(locals), delay));
+  } else {
+    std::vector<std::exception_ptr> errors;
+    for (const AddrInfo& ai : infos) {
+      try {
+        sock.emplace(co_await connect_one(ai.addr, locals));
+        break;
+      } catch (const OSError&) {
+        errors.push_back(std::current_exception());
+      }
+    }
+    if (!sock) raise_connect_errors(errors);
+  }
+  co_return make_streams(*tls_loop, std::move(*sock), options.limit);
+}
+
+int listen_socket(const SockAddr& addr, const ServerOptions& o, Socket& out, LoopCore& loop) {
+  out = new_socket(loop, addr.family);
+  int fd = out.native_handle();
+  int one = 1;
+  if (addr.family != AF_UNIX) {
+    if (o.reuse_address) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (o.reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (addr.family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  sockaddr_storage ss;
+  socklen_t len = to_sockaddr(addr, ss);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0)
+    raise_os_error(std::error_code(errno, std::system_category()),
+                   "error while attempting to bind on address " + describe_addr(addr));
+  if (::listen(fd, std::max(o.backlog, 1)) != 0)
+    raise_os_error(std::error_code(errno, std::system_category()), "listen()");
+  return fd;
+}
+
+SockAddr local_name(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  return SockAddr::from(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+void check_options(const ServerOptions& o) {
+  if (o.limit == 0) throw ValueError("start_server(): limit must be greater than 0");
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------
+// StreamReader
+
+using detail::ReaderCore;
+
+StreamReader::StreamReader(std::size_t limit) : core_(std::make_shared<ReaderCore>(limit)) {}
+
+namespace {
+
+Coro<std::string> read_impl(std::shared_ptr<ReaderCore> r, std::ptrdiff_t n) {
+  r->check_loop("StreamReader.read()");
+  if (r->exc_) std::rethrow_exception(r->exc_);
+  if (n == 0) co_return std::string();
+  if (n < 0) {
+    // Everything until EOF, taken only at the end: a cancelled read(-1) loses nothing.
+    while (!r->eof_)
+      co_await detail::DataWaiter(*r, "read");
+    std::string all = r->take(r->size());
+    r->maybe_resume_transport();
+    co_return all;
+  }
+  if (r->size() == 0 && !r->eof_) co_await detail::DataWaiter(*r, "read");
+  std::string data = r->take(std::min(r->size(), std::size_t(n)));
+  r->maybe_resume_transport();
+  co_return data;
+}
+
+Coro<std::string> readexactly_impl(std::shared_ptr<ReaderCore> r, std::ptrdiff_t n) {
+  r->check_loop("StreamReader.readexactly()");
+  if (n < 0) throw ValueError("readexactly size can not be less than zero");
+  if (r->exc_) std::rethrow_exception(r->exc_);
+  if (n == 0) co_return std::string();
+  while (r->size() < std::size_t(n)) {
+    if (r->eof_) {
+      std::string partial = r->take(r->size());
+      throw IncompleteReadError(std::move(partial), std::size_t(n));
+    }
+    co_await detail::DataWaiter(*r, "readexactly");
+  }
+  std::string data = r->take(std::size_t(n));
+  r->maybe_resume_transport();
+  co_return data;
+}
+
+Coro<std::string> readuntil_impl(std::shared_ptr<ReaderCore> r, std::vector<std::string> seps,
+                                 std::optional<std::size_t> limit_arg) {
+  r->check_loop("StreamReader.readuntil()");
+  if (seps.empty()) throw ValueError("Separator should contain at least one element");
+  std::sort(seps.begin(), seps.end(),
+            [](const std::string& a, const std::string& b) { return a.size() < b.size(); });
+  std::size_t min_len = seps.front().size();
+  std::size_t max_len = seps.back().size();
+  if (min_len == 0) throw ValueError("Separator should be at least one-byte string");
+  if (limit_arg && *limit_arg == 0) throw ValueError("readuntil(): limit must be greater than 0");
+  std::size_t limit = limit_arg.value_or(r->limit_);
+  if (r->exc_) std::rethrow_exception(r->exc_);
+  std::size_t offset = 0;
+  std::size_t match_start = 0;
+  std::size_t match_end = 0;
+  for (;;) {
+    std::string_view buf = r->data();
+    if (buf.size() - std::min(buf.size(), offset) >= min_len) {
+      bool found = false;
+      for (const std::string& sep : seps) {
+        std::size_t i = buf.find(sep, offset);
+        if (i != std::string_view::npos && (!found || i + sep.size() < match_end)) {
+          found = true;
+          match_start = i;
+          match_end = i + sep.size();
+        }
+      }
+      if (found) break;
+      offset = buf.size() + 1 > max_len ? buf.size() + 1 - max_len : 0;
+      if (offset > limit)
+        throw LimitOverrunError("Separator is not found, and chunk exceed the limit", offset);
+    }
+    // A complete message may have come with the EOF: look at the data first.
+    if (r->eof_) {
+      std::string chunk = r->take(r->size());
+      throw IncompleteReadError(std::move(chunk), std::nullopt);
+    }
+    co_await detail::DataWaiter(*r, "readuntil");
+  }
+  if (match_start > limit)
+    throw LimitOverrunError("Separator is found, but chunk is too long", match_start);
+  std::string chunk = r->take(match_end);
+  r->maybe_resume_transport();
+  co_return chunk;
+}
+
+Coro<std::string> readline_impl(std::shared_ptr<ReaderCore> r, std::optional<std::size_t> limit) {
+  std::string line;
+  std::exception_ptr overrun;
+  std::size_t consumed = 0;
+  try {
+    std::vector<std::string> seps(1, std::string(1, '\n'));
+    line = co_await readuntil_impl(r, std::move(seps), limit);
+  } catch (IncompleteReadError& e) {
+    co_return std::move(const_cast<std::string&>(e.partial()));
+  } catch (const LimitOverrunError& e) {
+    overrun = std::current_exception();
+    consumed = e.consumed();
+  }
+  if (overrun) {
+    std::string_view buf = r->data();
+    if (buf.size() > consumed && buf[consumed] == '\n')
+      r->consume(consumed + 1);
+    else
+      r->clear();
+    r->maybe_resume_transport();
+    try {
+      std::rethrow_exception(overrun);
+    } catch (const LimitOverrunError& e) {
+      throw ValueError(e.what());
+    }
+  }
+  co_return line;
+}
+
+Coro<std::optional<std::string>> next_line_impl(std::shared_ptr<ReaderCore> r) {
+  std::string line = co_await readline_impl(std::move(r), std::nullopt);
+  if (line.empty()) co_return std::nullopt;
+  co_return line;
+}
+
+}  // namespace
+
+Coro<std::string> StreamReader::read(std::ptrdiff_t n) {
+  return read_impl(core_, n);
+}
+Coro<std::string> StreamReader::readexactly(std::ptrdiff_t n) {
+  return readexactly_impl(core_, n);
+}
+Coro<std::string> StreamReader::readuntil(std::string_view separator,
+                                          std::optional<std::size_t> limit) {
+  std::vector<std::string> seps;
+  seps.emplace_back(separator);
+  return readuntil_impl(core_, std::move(seps), limit);
+}
+Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators,
+                                          std::optional<std::size_t> limit) {
+  return readuntil_impl(core_, std::move(separators), limit);
+}
+Coro<std::string> StreamReader::readline(std::optional<std::size_t> limit) {
+  return readline_impl(core_, limit);
+}
+Coro<std::optional<std::string>> StreamReader::next_line() {
+  return next_line_impl(core_);
+}
+
+bool StreamReader::at_eof() const noexcept {
+  return core_->eof_ && core_->size() == 0;
+}
+std::size_t StreamReader::limit() const noexcept {
+  return core_->limit_;
+}
+std::exception_ptr StreamReader::exception() const noexcept {
+  return core_->exc_;
+}
+std::string_view StreamReader::buffer() const noexcept {
+  return core_->data();
+}
+void StreamReader::feed_data(std::string_view data) {
+  core_->check_thread("StreamReader.feed_data()");
+  core_->feed_data(data);
+}
+void StreamReader::feed_eof() {
+  core_->check_thread("StreamReader.feed_eof()");
+  core_->feed_eof();
+}
+void StreamReader::set_exception(std::exception_ptr e) {
+  core_->check_thread("StreamReader.set_exception()");
+  core_->set_exception(std::move(e));
+}
+
+// ---------------------------------------------------------------------------------------
+// StreamWriter
+
+detail::StreamTransport& StreamWriter::t() const noexcept {
+  return *h_->t;
+}
+
+void StreamWriter::write(std::string_view data) {
+  t().write(data.data(), data.size());
+}
+void StreamWriter::write(std::span<const std::byte> data) {
+  t().write(reinterpret_cast<const char*>(data.data()), data.size());
+}
+void StreamWriter::write_eof() {
+  t().write_eof();
+}
+bool StreamWriter::can_write_eof() const noexcept {
+  return true;
+}
+void StreamWriter::close() {
+  t().check_thread("StreamWriter.close()");
+  t().close();
+}
+bool StreamWriter::is_closing() const noexcept {
+  return t().is_closing();
+}
+void StreamWriter::abort() {
+  t().check_thread("StreamWriter.abort()");
+  t().abort();
+}
+void StreamWriter::set_write_buffer_limits(std::optional<std::size_t> high,
+                                           std::optional<std::size_t> low) {
+  t().set_write_buffer_limits(high, low);
+}
+std::size_t StreamWriter::get_write_buffer_size() const noexcept {
+  return t().pending();
+}
+SockAddr StreamWriter::peername() const {
+  return t().peer_name();
+}
+SockAddr StreamWriter::sockname() const {
+  return t().sock_name();
+}
+int StreamWriter::fileno() const noexcept {
+  return t().fileno();
+}
+
+namespace {
+
+Coro<void> drain_impl(std::shared_ptr<detail::StreamTransport> t) {
+  t->check_thread("StreamWriter.drain()");
+  if (t->reader_ && t->reader_->exc_) std::rethrow_exception(t->reader_->exc_);
+  // Let a closing connection finish going (asyncio: a sleep(0) here).
+  if (t->is_closing() && !t->conn_lost_) co_await sleep(0);
+  if (t->conn_lost_) {
+    if (t->lost_exc_) std::rethrow_exception(t->lost_exc_);
+    throw ConnectionResetError("Connection lost (with " + t->peer() + ")");
+  }
+  if (!t->write_paused_) co_return;
+  co_await detail::ListWaiter(t->drain_waiters_);
+  if (t->conn_lost_ && t->lost_exc_) std::rethrow_exception(t->lost_exc_);
+}
+
+Coro<void> wait_closed_impl(std::shared_ptr<detail::StreamTransport> t) {
+  if (!t->conn_lost_) co_await detail::ListWaiter(t->close_waiters_);
+  if (t->lost_exc_) std::rethrow_exception(t->lost_exc_);
+}
+
+}  // namespace
+
+Coro<void> StreamWriter::drain() {
+  return drain_impl(h_->t);
+}
+Coro<void> StreamWriter::wait_closed() {
+  return wait_closed_impl(h_->t);
+}
+
+// ---------------------------------------------------------------------------------------
+// Server
+
+Server& Server::operator=(Server&& o) noexcept {
+  if (this != &o) {
+    if (core_) core_->close();
+    core_ = std::move(o.core_);
+  }
+  return *this;
+}
+
+Server::~Server() {
+  if (core_ && detail::tls_loop) core_->close();
+}
+
+void Server::close() {
+  core_->close();
+}
+void Server::close_clients() {
+  core_->for_each_client([](detail::StreamTransport& t) { t.close(); });
+}
+void Server::abort_clients() {
+  core_->for_each_client([](detail::StreamTransport& t) { t.abort(); });
+}
+bool Server::is_serving() const noexcept {
+  return core_->is_serving();
+}
+void Server::start_serving() {
+  core_->check_thread("Server.start_serving()");
+  core_->start_serving();
+}
+std::vector<SockAddr> Server::sockets() const {
+  return core_->sockets();
+}
+
+namespace {
+
+Coro<void> server_wait_closed(std::shared_ptr<detail::ServerCore> s) {
+  // As 3.12+: returns once the server is closed and its last client is gone.
+  while (!s->closed() || s->client_count() > 0)
+    co_await detail::ListWaiter(s->closed_waiters_);
+}
+
+Coro<void> serve_forever_impl(std::shared_ptr<detail::ServerCore> s) {
+  if (s->forever_) throw RuntimeError("the server is already being awaited on serve_forever()");
+  if (s->closed()) throw RuntimeError("the server is closed");
+  s->start_serving();
+  bool cancelled = co_await detail::ForeverWaiter(*s);
+  // Cancelled, or closed by someone else (asyncio cancels the serve_forever future then):
+  // close, let the clients go, and raise CancelledError.
+  s->close();
+  s->for_each_client([](detail::StreamTransport& t) { t.close(); });
+  co_await server_wait_closed(s);
+  (void)cancelled;
+  detail::TaskBase* task = detail::running_task();
+  if (task) task->throw_cancelled();
+  throw CancelledError();
+}
+
+}  // namespace
+
+Coro<void> Server::serve_forever() {
+  return serve_forever_impl(core_);
+}
+Coro<void> Server::wait_closed() {
+  return server_wait_closed(core_);
+}
+
+// ---------------------------------------------------------------------------------------
+// open_connection, start_server
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, std::uint16_t port,
+                                                            ConnectOptions options) {
+  if (options.limit == 0) throw ValueError("open_connection(): limit must be greater than 0");
+  std::vector<AddrInfo> infos =
+      co_await getaddrinfo(host, std::to_string(port), options.family, SOCK_STREAM);
+  if (infos.empty()) throw OSError(EADDRNOTAVAIL, "getaddrinfo() returned empty list");
+  co_return co_await detail::connect_stream(std::move(infos), std::move(options));
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
+                                                                 ConnectOptions options) {
+  if (options.limit == 0) throw ValueError("open_unix_connection(): limit must be greater than 0");
+  AddrInfo ai;
+  ai.family = AF_UNIX;
+  ai.type = SOCK_STREAM;
+  ai.addr.family = AF_UNIX;
+  ai.addr.path = std::move(path);
+  sockaddr_storage ss;
+  detail::to_sockaddr(ai.addr, ss);  // ValueError for a path too long
+  options.happy_eyeballs_delay.reset();
+  options.local_addr.reset();
+  std::vector<AddrInfo> infos(1, std::move(ai));
+  co_return co_await detail::connect_stream(std::move(infos), std::move(options));
+}
+
+Coro<Server> start_server(ClientConnected client_connected, std::string host, std::uint16_t port,
+                          ServerOptions options) {
+  std::vector<std::string> hosts;
+  hosts.push_back(std::move(host));
+  co_return co_await start_server(std::move(client_connected), std::move(hosts), port, options);
+}
+
+Coro<Server> start_server(ClientConnected client_connected, std::vector<std::string> hosts,
+                          std::uint16_t port, ServerOptions options) {
+  detail::check_options(options);
+  if (!client_connected) throw ValueError("start_server(): client_connected is empty");
+  if (hosts.empty()) hosts.emplace_back();
+  std::vector<SockAddr> addrs;
+  for (const std::string& h : hosts) {
+    std::vector<AddrInfo> infos =
+        co_await getaddrinfo(h, std::to_string(port), options.family, SOCK_STREAM, 0, AI_PASSIVE);
+    for (AddrInfo& ai : infos)
+      if (std::find(addrs.begin(), addrs.end(), ai.addr) == addrs.end()) addrs.push_back(ai.addr);
+  }
+  if (addrs.empty()) throw OSError(EADDRNOTAVAIL, "getaddrinfo() returned empty list");
+  detail::LoopCore& loop = *detail::tls_loop;
+  auto core = std::make_shared<detail::ServerCore>(loop, std::move(client_connected), options);
+  Server server(core);
+  for (const SockAddr& a : addrs) {
+    detail::Socket sock(loop.owner.io_context());
+    int fd = detail::listen_socket(a, options, sock, loop);
+    core->add_listener(std::move(sock), detail::local_name(fd));
+  }
+  if (options.start_serving) core->start_serving();
+  co_return server;
+}
+
+Coro<Server> start_unix_server(ClientConnected client_connected, std::string path,
+                               ServerOptions options) {
+  detail::check_options(options);
+  if (!client_connected) throw ValueError("start_unix_server(): client_connected is empty");
+  SockAddr a;
+  a.family = AF_UNIX;
+  a.path = path;
+  if (!path.empty() && path[0] != '\0') {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+  }
+  detail::LoopCore& loop = *detail::tls_loop;
+  auto core = std::make_shared<detail::ServerCore>(loop, std::move(client_connected), options);
+  Server server(core);
+  detail::Socket sock(loop.owner.io_context());
+  detail::listen_socket(a, options, sock, loop);
+  if (!path.empty() && path[0] != '\0') {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) core->set_unix_path(path, st.st_dev, st.st_ino);
+  }
+  core->add_listener(std::move(sock), a);
+  if (options.start_serving) core->start_serving();
+  co_return server;
+}
+
+}  // namespace kettle
