@@ -1,5 +1,5 @@
 # Runs an example and checks what it prints and how long it takes.
-#   cmake -DCOMMAND=<exe> -DEXPECTED=<file> [-DMODE=exact|sorted|regex]
+#   cmake -DCOMMAND=<exe> [-DARGS=<one argument>] -DEXPECTED=<file> [-DMODE=exact|sorted|regex]
 #         [-DMIN_SECONDS=x] [-DMAX_SECONDS=y] -P CheckOutput.cmake
 # exact: stdout equals the file; sorted: the same lines in any order;
 # regex: each line of the file is a regular expression that must match the output's
@@ -8,7 +8,7 @@ if(NOT MODE)
   set(MODE exact)
 endif()
 string(TIMESTAMP t0 "%s%f")
-execute_process(COMMAND ${COMMAND} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+execute_process(COMMAND ${COMMAND} ${ARGS} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
 string(TIMESTAMP t1 "%s%f")
 math(EXPR elapsed_ms "(${t1} - ${t0}) / 1000")
 if(NOT rc EQUAL 0)

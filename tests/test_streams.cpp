@@ -17,6 +17,8 @@
 
 #include <kettle/kettle.hpp>
 
+#include "peers.hpp"
+
 using namespace std::chrono_literals;
 using kettle::Coro;
 using kettle::StreamReader;
@@ -640,7 +642,7 @@ namespace {
 struct Step {
   enum Kind { read, readline, readuntil, readexactly } kind;
   long n = 0;
-  std::string sep;
+  std::string sep = {};
 };
 
 // Runs the steps over `input` fed in the given chunk sizes; records each result or error.
@@ -1416,46 +1418,6 @@ TEST(Server, handlers_see_the_loop_close_under_them) {
 // Interoperation with peers no one here wrote: Python's asyncio (Debian's /usr/bin/python3).
 
 namespace {
-
-// Writes a Python script to a temporary file and starts it with popen; its stdout is read
-// line by line off the loop.
-class PythonPeer {
- public:
-  PythonPeer(const std::string& script, const std::string& args) {
-    path_ = "/tmp/kettle-peer-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++) +
-            ".py";
-    FILE* f = std::fopen(path_.c_str(), "w");
-    std::fputs(script.c_str(), f);
-    std::fclose(f);
-    pipe_ = ::popen(("exec /usr/bin/python3 " + path_ + " " + args).c_str(), "r");
-  }
-  ~PythonPeer() {
-    if (pipe_) ::pclose(pipe_);
-    std::remove(path_.c_str());
-  }
-  // The next line of the peer's output ("" at its end).
-  Coro<std::string> readline() {
-    auto read_line = [](FILE* f) {
-      char buf[4096];
-      return std::string(std::fgets(buf, sizeof buf, f) ? buf : "");
-    };
-    co_return co_await kettle::to_thread(read_line, pipe_);
-  }
-  // Waits for the peer to exit; its exit status.
-  Coro<int> wait() {
-    auto close_pipe = [](FILE* f) { return ::pclose(f); };
-    int status = co_await kettle::to_thread(close_pipe, std::exchange(pipe_, nullptr));
-    co_return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
- private:
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-  std::string path_;
-  FILE* pipe_ = nullptr;
-};
 
 const char* kPyEchoClient = R"(
 import asyncio, sys

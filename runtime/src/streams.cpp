@@ -18,10 +18,15 @@
 
 #include <asio/generic/stream_protocol.hpp>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "kettle/detail/wait_list.hpp"
 #include "kettle/event_loop.hpp"
 #include "kettle/tasks.hpp"
 #include "kettle/use_coro.hpp"
+#include "ssl_detail.hpp"
 
 namespace kettle {
 namespace detail {
@@ -178,15 +183,18 @@ class DataWaiter : private WaitNode {
 };
 
 // ---------------------------------------------------------------------------------------
-// A connected socket: asyncio's _SelectorSocketTransport and StreamReaderProtocol in one.
-// Reads are readiness-based (no buffer is pinned while a connection is idle) and stop above
-// twice the reader's limit; writes go straight to the socket while nothing is buffered.
+// A connected socket: asyncio's _SelectorSocketTransport, SSLProtocol and
+// StreamReaderProtocol in one. Reads are readiness-based (no buffer is pinned while a
+// connection is idle) and stop above twice the reader's limit; writes go straight to the
+// socket while nothing is buffered. TLS runs OpenSSL over memory BIOs between the socket
+// and the reader / the write buffer, as asyncio's sslproto does.
 
 class StreamTransport final : public LoopResource,
                               public LoopBound,
                               public std::enable_shared_from_this<StreamTransport> {
  public:
   using LoopBound::check_thread;
+
   StreamTransport(LoopCore& loop, Socket sock, std::shared_ptr<ReaderCore> reader)
       : reader_(std::move(reader)),
         loop_(&loop),
@@ -207,6 +215,14 @@ class StreamTransport final : public LoopResource,
   void pause_reading() noexcept { read_paused_ = true; }
   void resume_reading() {
     read_paused_ = false;
+    if (tls_ && tls_->handshake_done && !conn_lost_ && loop_) {
+      // Plaintext OpenSSL still holds goes to the reader on the next iteration, not now:
+      // a reader about to wait must be waiting when it comes (asyncio defers it too).
+      std::weak_ptr<StreamTransport> weak = weak_from_this();
+      loop_->owner.call_soon([weak] {
+        if (auto t = weak.lock(); t && !t->conn_lost_ && !t->read_paused_) t->tls_pump();
+      });
+    }
     start_reading();
   }
 
@@ -215,26 +231,40 @@ class StreamTransport final : public LoopResource,
     check_thread("StreamWriter.write()");
     if (eof_written_) throw RuntimeError("Cannot call write() after write_eof()");
     if (n == 0 || conn_lost_) return;
-    if (pending() == 0) {
-      std::size_t k = 0;
-      if (!send_now(p, n, k)) return;
-      p += k;
-      n -= k;
-      if (n == 0) return;
+    if (tls_) {
+      if (!tls_->handshake_done) {
+        tls_->pending_plain.append(p, n);  // sent once the handshake is done
+        return;
+      }
+      tls_write(p, n);
+      return;
     }
-    wbuf_.append(p, n);
-    start_writing();
-    if (!write_paused_ && pending() > high_) write_paused_ = true;
+    raw_write(p, n);
   }
   void write_eof() {
     check_thread("StreamWriter.write_eof()");
+    if (tls_)
+      throw RuntimeError(
+          "write_eof(): a TLS connection cannot half-close (can_write_eof() is false)");
     if (closing_ || eof_written_) return;
     eof_written_ = true;
     if (pending() == 0) ::shutdown(fd_, SHUT_WR);
   }
+  bool can_write_eof() const noexcept { return !tls_; }
   void close() {
     if (closing_) return;
     closing_ = true;
+    if (tls_ && !conn_lost_) {
+      if (tls_->handshake_done) tls_close_notify();
+      if (pending() > 0 || !tls_->handshake_done) {
+        // The rest goes out (after the handshake, if it is still running) within the
+        // shutdown timeout, or the connection is aborted.
+        arm_timer(tls_->shutdown_timeout, [](StreamTransport& t) {
+          if (!t.conn_lost_) t.connection_lost(nullptr);
+        });
+        return;
+      }
+    }
     if (pending() == 0) connection_lost(nullptr);
   }
   void abort() {
@@ -242,7 +272,9 @@ class StreamTransport final : public LoopResource,
     connection_lost(nullptr);
   }
   bool is_closing() const noexcept { return closing_; }
-  std::size_t pending() const noexcept { return wbuf_.size() - woff_; }
+  std::size_t pending() const noexcept {
+    return wbuf_.size() - woff_ + (tls_ ? tls_->pending_plain.size() : 0);
+  }
   void set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) {
     std::size_t h = high ? *high : (low ? 4 * *low : 64 * 1024);
     std::size_t l = low ? *low : h / 4;
@@ -260,6 +292,66 @@ class StreamTransport final : public LoopResource,
   int fileno() const noexcept { return conn_lost_ ? -1 : fd_; }
   const std::string& peer() const noexcept { return peer_desc_; }
 
+  // --- TLS ---
+  // Puts OpenSSL between the socket and the streams and starts the handshake (a client
+  // sends its hello at once). Data already read stays in the reader, as plaintext.
+  void start_tls(const ssl::SSLContext& ctx, bool server_side, const std::string& hostname,
+                 double handshake_timeout, double shutdown_timeout) {
+    check_timeout(handshake_timeout, "ssl_handshake_timeout");
+    check_timeout(shutdown_timeout, "ssl_shutdown_timeout");
+    if (tls_) throw RuntimeError("start_tls(): the connection already uses TLS");
+    if (conn_lost_ || closing_) throw RuntimeError("start_tls(): the connection is closing");
+    if (!server_side && ctx.protocol() != ssl::PROTOCOL_TLS_CLIENT)
+      throw ValueError("a client connection needs a PROTOCOL_TLS_CLIENT context");
+    if (server_side && ctx.protocol() != ssl::PROTOCOL_TLS_SERVER)
+      throw ValueError("a server connection needs a PROTOCOL_TLS_SERVER context");
+    if (!server_side && ctx.check_hostname() && hostname.empty())
+      throw ValueError("check_hostname requires server_hostname");
+    auto t = std::make_unique<Tls>();
+    t->ssl = SSL_new(ctx.native_handle());
+    if (!t->ssl) throw ssl::detail::ssl_error_from_queue("SSL_new()");
+    BIO* rbio = BIO_new(BIO_s_mem());
+    BIO* wbio = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(rbio, -1);
+    SSL_set_bio(t->ssl, rbio, wbio);
+    t->wbio = wbio;
+    t->rbio = rbio;
+    t->server_hostname = hostname;
+    t->shutdown_timeout = shutdown_timeout;
+    if (server_side) {
+      SSL_set_accept_state(t->ssl);
+    } else {
+      SSL_set_connect_state(t->ssl);
+      unsigned char ip[sizeof(in6_addr)];
+      bool is_ip = ::inet_pton(AF_INET, hostname.c_str(), ip) == 1 ||
+                   ::inet_pton(AF_INET6, hostname.c_str(), ip) == 1;
+      if (!hostname.empty() && !is_ip) SSL_set_tlsext_host_name(t->ssl, hostname.c_str());
+      if (ctx.check_hostname()) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(t->ssl);
+        if (is_ip)
+          X509_VERIFY_PARAM_set1_ip_asc(param, hostname.c_str());
+        else
+          X509_VERIFY_PARAM_set1_host(param, hostname.c_str(), 0);
+      }
+    }
+    tls_ = std::move(t);
+    arm_timer(handshake_timeout, [handshake_timeout](StreamTransport& tr) {
+      if (tr.tls_ && !tr.tls_->handshake_done && !tr.conn_lost_) {
+        char msg[128];
+        std::snprintf(msg, sizeof msg,
+                      "SSL handshake is taking longer than %g seconds: aborting the connection",
+                      handshake_timeout);
+        tr.fail(std::make_exception_ptr(ConnectionAbortedError(ECONNABORTED, msg)));
+      }
+    });
+    tls_pump();
+  }
+  bool tls_handshaking() const noexcept { return tls_ && !tls_->handshake_done; }
+  std::optional<ssl::SSLInfo> ssl_info() const {
+    if (!tls_ || !tls_->handshake_done) return std::nullopt;
+    return tls_->info;
+  }
+
   void on_loop_close() noexcept override {
     loop_ = nullptr;  // close_resources() detached us
     connection_lost(nullptr);
@@ -271,10 +363,29 @@ class StreamTransport final : public LoopResource,
   bool conn_lost_ = false;
   bool write_paused_ = false;
   std::exception_ptr lost_exc_;
+  std::exception_ptr handshake_exc_;
   WaitList drain_waiters_;
   WaitList close_waiters_;
+  WaitList handshake_waiters_;
 
  private:
+  struct Tls {
+    SSL* ssl = nullptr;
+    BIO* rbio = nullptr;  // owned by ssl
+    BIO* wbio = nullptr;
+    bool handshake_done = false;
+    bool close_notify_sent = false;
+    std::string pending_plain;  // written before the handshake was done
+    std::string server_hostname;
+    double shutdown_timeout = 5.0;
+    ssl::SSLInfo info;
+    ~Tls() { SSL_free(ssl); }
+  };
+
+  static void check_timeout(double s, const char* what) {
+    if (!(s > 0)) throw ValueError(std::string(what) + " should be a positive number");
+  }
+
   using NameFn = int (*)(int, sockaddr*, socklen_t*) noexcept;
   SockAddr name(NameFn fn) const {
     sockaddr_storage ss{};
@@ -283,8 +394,19 @@ class StreamTransport final : public LoopResource,
     return SockAddr::from(reinterpret_cast<sockaddr*>(&ss), len);
   }
 
+  template <class Fn>
+  void arm_timer(double seconds, Fn fn) {
+    if (!loop_) return;
+    timer_.cancel();
+    std::weak_ptr<StreamTransport> weak = weak_from_this();
+    timer_ = loop_->owner.call_later(seconds, [weak, fn] {
+      if (auto t = weak.lock()) fn(*t);
+    });
+  }
+
   void start_reading() {
-    if (reading_ || read_paused_ || closing_ || eof_received_ || conn_lost_) return;
+    if (reading_ || read_paused_ || eof_received_ || conn_lost_) return;
+    if (closing_ && !tls_handshaking()) return;
     reading_ = true;
     sock_->async_wait(Socket::wait_read, [self = shared_from_this()](std::error_code ec) {
       self->reading_ = false;
@@ -299,9 +421,9 @@ class StreamTransport final : public LoopResource,
   void read_ready() {
     // A bounded number of reads per readiness, so that one busy peer cannot starve the loop.
     for (int i = 0; i < 16; ++i) {
-      if (read_paused_ || closing_ || conn_lost_) return;
-      std::size_t space = 0;
-      char* p = reader_->prepare(space);
+      if (read_paused_ || conn_lost_ || (closing_ && !tls_handshaking())) return;
+      std::size_t space = ReaderCore::kScratch;
+      char* p = tls_ ? tls_scratch() : reader_->prepare(space);
       ssize_t k = ::recv(fd_, p, space, 0);
       if (k < 0) {
         if (errno == EINTR) continue;
@@ -310,16 +432,137 @@ class StreamTransport final : public LoopResource,
         return;
       }
       if (k == 0) {
+        eof_received_ = true;
+        if (tls_handshaking()) {
+          fail(std::make_exception_ptr(
+              ConnectionResetError("Connection lost during the TLS handshake with " + peer_desc_)));
+          return;
+        }
         // The peer wrote EOF. As asyncio's stream protocol, keep the connection open for
         // writing (half-close): the user closes it.
-        eof_received_ = true;
         reader_->feed_eof();
         return;
       }
-      reader_->commit(std::size_t(k));
+      if (tls_) {
+        BIO_write(tls_->rbio, p, int(k));
+        tls_pump();
+      } else {
+        reader_->commit(std::size_t(k));
+      }
       if (std::size_t(k) < space) break;  // the socket is drained
     }
     start_reading();
+  }
+
+  static char* tls_scratch() {
+    static thread_local std::unique_ptr<char[]> s;
+    if (!s) s.reset(new char[ReaderCore::kScratch]);
+    return s.get();
+  }
+
+  // Runs OpenSSL on what came in: the handshake, then decryption into the reader.
+  void tls_pump() {
+    Tls& t = *tls_;
+    if (!t.handshake_done) {
+      ERR_clear_error();
+      int rc = SSL_do_handshake(t.ssl);
+      if (rc != 1) {
+        int e = SSL_get_error(t.ssl, rc);
+        tls_flush();  // our next flight, or the alert that tells the peer why
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+          fail(ssl::detail::handshake_error(t.ssl, peer_desc_));
+        return;
+      }
+      handshake_complete();
+      if (conn_lost_ || !tls_) return;
+    }
+    while (!read_paused_ && !conn_lost_ && !eof_received_) {
+      std::size_t space = 0;
+      char* p = reader_->prepare(space);
+      ERR_clear_error();
+      int n = SSL_read(t.ssl, p, int(std::min<std::size_t>(space, 1 << 30)));
+      if (n > 0) {
+        reader_->commit(std::size_t(n));
+        continue;
+      }
+      int e = SSL_get_error(t.ssl, n);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+      if (e == SSL_ERROR_ZERO_RETURN) {  // the peer's close_notify: EOF
+        eof_received_ = true;
+        reader_->feed_eof();
+        break;
+      }
+      fail(std::make_exception_ptr(
+          ssl::detail::ssl_error_from_queue("TLS read from " + peer_desc_)));
+      return;
+    }
+    tls_flush();  // TLS 1.3 sends tickets and key updates after the handshake
+  }
+
+  void handshake_complete() {
+    Tls& t = *tls_;
+    t.handshake_done = true;
+    timer_.cancel();
+    t.info = ssl::detail::info_of(t.ssl, t.server_hostname);
+    while (WaitNode* n = handshake_waiters_.front()) {
+      handshake_waiters_.remove(*n);
+      n->set_done();
+    }
+    tls_flush();
+    if (!t.pending_plain.empty()) {
+      std::string plain = std::move(t.pending_plain);
+      t.pending_plain.clear();
+      tls_write(plain.data(), plain.size());
+    }
+    if (closing_ && !conn_lost_) {  // close() came during the handshake
+      tls_close_notify();
+      if (pending() == 0) connection_lost(nullptr);
+    }
+  }
+
+  void tls_write(const char* p, std::size_t n) {
+    while (n > 0 && !conn_lost_) {
+      ERR_clear_error();
+      int k = SSL_write(tls_->ssl, p, int(std::min<std::size_t>(n, 1 << 30)));
+      if (k <= 0) {
+        fail(std::make_exception_ptr(
+            ssl::detail::ssl_error_from_queue("TLS write to " + peer_desc_)));
+        return;
+      }
+      p += k;
+      n -= std::size_t(k);
+    }
+    tls_flush();
+  }
+
+  void tls_close_notify() {
+    if (tls_->close_notify_sent) return;
+    tls_->close_notify_sent = true;
+    ERR_clear_error();
+    SSL_shutdown(tls_->ssl);
+    tls_flush();
+  }
+
+  // Moves what OpenSSL produced onto the socket.
+  void tls_flush() {
+    char* data = nullptr;
+    long n = BIO_get_mem_data(tls_->wbio, &data);
+    if (n <= 0 || conn_lost_) return;
+    raw_write(data, std::size_t(n));
+    (void)BIO_reset(tls_->wbio);
+  }
+
+  void raw_write(const char* p, std::size_t n) {
+    if (wbuf_.size() == woff_) {
+      std::size_t k = 0;
+      if (!send_now(p, n, k)) return;
+      p += k;
+      n -= k;
+      if (n == 0) return;
+    }
+    wbuf_.append(p, n);
+    start_writing();
+    if (!write_paused_ && pending() > high_) write_paused_ = true;
   }
 
   // Sends what the socket takes now; false if the connection failed.
@@ -353,9 +596,9 @@ class StreamTransport final : public LoopResource,
 
   void write_ready() {
     std::size_t k = 0;
-    if (!send_now(wbuf_.data() + woff_, pending(), k)) return;
+    if (!send_now(wbuf_.data() + woff_, wbuf_.size() - woff_, k)) return;
     woff_ += k;
-    if (pending() == 0) {
+    if (woff_ == wbuf_.size()) {
       wbuf_.clear();
       woff_ = 0;
     } else if (woff_ >= 64 * 1024 && woff_ >= wbuf_.size() / 2) {
@@ -363,9 +606,9 @@ class StreamTransport final : public LoopResource,
       woff_ = 0;
     }
     maybe_resume_protocol();
-    if (pending() > 0) {
+    if (wbuf_.size() > woff_) {
       start_writing();
-    } else if (closing_) {
+    } else if (closing_ && !tls_handshaking()) {
       connection_lost(nullptr);
     } else if (eof_written_) {
       ::shutdown(fd_, SHUT_WR);
@@ -382,11 +625,16 @@ class StreamTransport final : public LoopResource,
   }
 
   void fatal_error(std::error_code ec, const char* op) {
+    fail(make_os_error(ec, std::string(op) + " on the connection with " + peer_desc_));
+  }
+  void fail(std::exception_ptr exc) {
     closing_ = true;
-    connection_lost(make_os_error(ec, std::string(op) + " on the connection with " + peer_desc_));
+    if (tls_handshaking()) handshake_exc_ = exc;
+    connection_lost(std::move(exc));
   }
 
-  // connection_lost: closes the socket, tells the reader, wakes drain() and wait_closed().
+  // connection_lost: closes the socket, tells the reader, wakes drain(), wait_closed() and
+  // a handshake waiter.
   void connection_lost(std::exception_ptr exc);
 
   LoopCore* loop_;
@@ -397,6 +645,8 @@ class StreamTransport final : public LoopResource,
   std::size_t woff_ = 0;
   std::size_t high_ = 64 * 1024;
   std::size_t low_ = 16 * 1024;
+  std::unique_ptr<Tls> tls_;
+  TimerHandle timer_;  // TLS handshake or shutdown deadline
   bool reading_ = false;
   bool writing_ = false;
   bool read_paused_ = false;
@@ -624,6 +874,15 @@ void StreamTransport::connection_lost(std::exception_ptr exc) {
     close_waiters_.remove(*n);
     n->set_done();
   }
+  if (tls_handshaking() && !handshake_exc_)
+    handshake_exc_ = exc ? exc
+                         : std::make_exception_ptr(ConnectionResetError(
+                               "Connection lost during the TLS handshake with " + peer_desc_));
+  while (WaitNode* n = handshake_waiters_.front()) {
+    handshake_waiters_.remove(*n);
+    n->set_done();
+  }
+  timer_.cancel();
   if (loop_) {
     loop_->detach(this);
     loop_ = nullptr;
@@ -650,6 +909,23 @@ class ListWaiter : private WaitNode {
   WaitList& list_;
 };
 
+// Waits for a TLS handshake to finish; raises why it failed.
+Coro<void> await_handshake(std::shared_ptr<StreamTransport> t) {
+  if (t->tls_handshaking() && !t->handshake_exc_) {
+    try {
+      co_await ListWaiter(t->handshake_waiters_);
+    } catch (const CancelledError&) {
+      if (t->tls_handshaking()) t->abort();  // a half-done handshake cannot be resumed
+      throw;
+    }
+  }
+  if (t->handshake_exc_) std::rethrow_exception(t->handshake_exc_);
+  if (t->conn_lost_) {
+    if (t->lost_exc_) std::rethrow_exception(t->lost_exc_);
+    throw ConnectionResetError("Connection lost (with " + t->peer() + ")");
+  }
+}
+
 // serve_forever()'s wait: woken by close().
 class ForeverWaiter : private WaitNode {
  public:
@@ -673,8 +949,14 @@ class ForeverWaiter : private WaitNode {
   ServerCore& s_;
 };
 
-std::pair<StreamReader, StreamWriter> make_streams(LoopCore& loop, Socket sock, std::size_t limit,
-                                                   std::shared_ptr<ServerCore> server = nullptr) {
+struct Streams {
+  std::shared_ptr<StreamTransport> transport;
+  StreamReader reader;
+  StreamWriter writer;
+};
+
+Streams make_streams(LoopCore& loop, Socket sock, std::size_t limit,
+                     std::shared_ptr<ServerCore> server = nullptr) {
   auto reader = std::make_shared<ReaderCore>(limit);
   auto t = std::make_shared<StreamTransport>(loop, std::move(sock), reader);
   if (server) {
@@ -682,7 +964,7 @@ std::pair<StreamReader, StreamWriter> make_streams(LoopCore& loop, Socket sock, 
     t->server_ = std::move(server);
   }
   t->start();
-  return {StreamReader(std::move(reader)), StreamWriter(std::make_shared<WriterHandle>(t))};
+  return {t, StreamReader(std::move(reader)), StreamWriter(std::make_shared<WriterHandle>(t))};
 }
 
 Socket adopt(LoopCore& loop, int fd, int family) {
@@ -690,8 +972,22 @@ Socket adopt(LoopCore& loop, int fd, int family) {
                 asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd);
 }
 
-Coro<void> run_client(std::shared_ptr<ServerCore> server, StreamReader reader,
-                      StreamWriter writer) {
+Coro<void> run_client(std::shared_ptr<ServerCore> server, std::shared_ptr<StreamTransport> t,
+                      StreamReader reader, StreamWriter writer) {
+  if (t->tls_handshaking()) {
+    // A client whose handshake fails never reaches the handler (asyncio logs it only in
+    // debug mode).
+    bool ok = true;
+    try {
+      co_await await_handshake(t);
+    } catch (const CancelledError&) {
+      throw;
+    } catch (...) {
+      ok = false;
+    }
+    if (!ok) co_return;
+  }
+  t.reset();
   std::exception_ptr error;
   try {
     co_await server->cb_(reader, writer);
@@ -714,8 +1010,18 @@ void ServerCore::connection_made(int fd, int family) {
   }
   Socket sock = adopt(*loop_, fd, family);
   sock.non_blocking(true);
-  auto [reader, writer] = make_streams(*loop_, std::move(sock), options_.limit, shared_from_this());
-  Coro<void> c = run_client(shared_from_this(), std::move(reader), std::move(writer));
+  Streams st = make_streams(*loop_, std::move(sock), options_.limit, shared_from_this());
+  if (options_.ssl) {
+    try {
+      st.transport->start_tls(*options_.ssl, true, {}, options_.ssl_handshake_timeout,
+                              options_.ssl_shutdown_timeout);
+    } catch (...) {
+      st.transport->abort();
+      throw;
+    }
+  }
+  Coro<void> c = run_client(shared_from_this(), std::move(st.transport), std::move(st.reader),
+                            std::move(st.writer));
   Task<void> task = create_task(std::move(c));
 }
 
@@ -931,7 +1237,13 @@ Coro<std::pair<StreamReader, StreamWriter>> connect_stream(std::vector<AddrInfo>
     }
     if (!sock) raise_connect_errors(errors);
   }
-  co_return make_streams(*tls_loop, std::move(*sock), options.limit);
+  Streams st = make_streams(*tls_loop, std::move(*sock), options.limit);
+  if (options.ssl) {
+    st.transport->start_tls(*options.ssl, false, options.server_hostname.value_or(""),
+                            options.ssl_handshake_timeout, options.ssl_shutdown_timeout);
+    co_await await_handshake(st.transport);
+  }
+  co_return std::pair<StreamReader, StreamWriter>(std::move(st.reader), std::move(st.writer));
 }
 
 int listen_socket(const SockAddr& addr, const ServerOptions& o, Socket& out, LoopCore& loop) {
@@ -1158,7 +1470,10 @@ void StreamWriter::write_eof() {
   t().write_eof();
 }
 bool StreamWriter::can_write_eof() const noexcept {
-  return true;
+  return t().can_write_eof();
+}
+std::optional<ssl::SSLInfo> StreamWriter::ssl_object() const {
+  return t().ssl_info();
 }
 void StreamWriter::close() {
   t().check_thread("StreamWriter.close()");
@@ -1209,7 +1524,20 @@ Coro<void> wait_closed_impl(std::shared_ptr<detail::StreamTransport> t) {
   if (t->lost_exc_) std::rethrow_exception(t->lost_exc_);
 }
 
+Coro<void> start_tls_impl(std::shared_ptr<detail::StreamTransport> t, ssl::SSLContext ctx,
+                          std::string server_hostname, double timeout, bool server_side) {
+  co_await drain_impl(t);
+  t->start_tls(ctx, server_side, server_hostname, timeout, 5.0);
+  co_await detail::await_handshake(t);
+}
+
 }  // namespace
+
+Coro<void> StreamWriter::start_tls(ssl::SSLContext context, std::string server_hostname,
+                                   double ssl_handshake_timeout, bool server_side) {
+  return start_tls_impl(h_->t, std::move(context), std::move(server_hostname),
+                        ssl_handshake_timeout, server_side);
+}
 
 Coro<void> StreamWriter::drain() {
   return drain_impl(h_->t);
@@ -1295,6 +1623,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, st
   std::vector<AddrInfo> infos =
       co_await getaddrinfo(host, std::to_string(port), options.family, SOCK_STREAM);
   if (infos.empty()) throw OSError(EADDRNOTAVAIL, "getaddrinfo() returned empty list");
+  if (options.ssl && !options.server_hostname) options.server_hostname = host;
   co_return co_await detail::connect_stream(std::move(infos), std::move(options));
 }
 

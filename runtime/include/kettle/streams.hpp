@@ -37,6 +37,7 @@
 #include "kettle/coro.hpp"
 #include "kettle/exceptions.hpp"
 #include "kettle/socket.hpp"
+#include "kettle/ssl.hpp"
 
 namespace kettle {
 
@@ -116,7 +117,8 @@ class StreamWriter {
     for (const auto& line : lines)
       write(std::string_view(line));
   }
-  // Shuts down the sending side once the buffer is sent (the peer reads EOF).
+  // Shuts down the sending side once the buffer is sent (the peer reads EOF). RuntimeError
+  // on a TLS connection, which cannot half-close (can_write_eof() is false).
   void write_eof();
   bool can_write_eof() const noexcept;
 
@@ -126,7 +128,9 @@ class StreamWriter {
   // Cancellation: nothing written is lost; the buffer is still sent.
   [[nodiscard]] Coro<void> drain();
 
-  // Closes the connection once the buffer is sent. Repeated calls do nothing.
+  // Closes the connection once the buffer is sent (TLS: after sending close_notify; if the
+  // peer does not take the rest within ssl_shutdown_timeout, the connection is aborted).
+  // The peer's close_notify is not waited for. Repeated calls do nothing.
   void close();
   bool is_closing() const noexcept;
   // Waits until the connection is closed; raises the error that broke it, if any.
@@ -146,6 +150,20 @@ class StreamWriter {
   SockAddr peername() const;
   SockAddr sockname() const;
   int fileno() const noexcept;
+  // get_extra_info("ssl_object" / "peercert"): what TLS negotiated; none on a plain
+  // connection or before the handshake.
+  std::optional<ssl::SSLInfo> ssl_object() const;
+
+  // STARTTLS: drains, then upgrades this connection to TLS (client side unless server_side)
+  // and waits for the handshake. server_hostname: for SNI and the hostname check.
+  // Cancellation: the connection is aborted (a half-done handshake cannot be resumed).
+  [[nodiscard]] Coro<void> start_tls(ssl::SSLContext context, std::string server_hostname = {},
+                                     double ssl_handshake_timeout = 60.0, bool server_side = false);
+
+  // Whether both are handles of the same connection.
+  friend bool operator==(const StreamWriter& a, const StreamWriter& b) noexcept {
+    return a.h_ == b.h_;
+  }
 
   // Implementation
   explicit StreamWriter(std::shared_ptr<detail::WriterHandle> h) noexcept : h_(std::move(h)) {}
@@ -167,6 +185,14 @@ struct ConnectOptions {
   // Reorder addresses by family, this many of the first family first (0: as resolved;
   // 1 when happy_eyeballs_delay is set and this is 0).
   int interleave = 0;
+  // TLS: the context (ssl::create_default_context() for the usual client), the name to
+  // send (SNI) and check the certificate against (default: host), and how long the
+  // handshake and the closing may take, in seconds (asyncio: 60 and 30; closing here
+  // defaults to 5 and then aborts, so that a peer that never reads cannot hang close()).
+  std::optional<ssl::SSLContext> ssl;
+  std::optional<std::string> server_hostname;
+  double ssl_handshake_timeout = 60.0;
+  double ssl_shutdown_timeout = 5.0;
 };
 
 // start_server's keyword arguments.
@@ -177,6 +203,10 @@ struct ServerOptions {
   bool reuse_address = true;
   bool reuse_port = false;
   bool start_serving = true;  // false: listen, but accept only after start_serving()
+  // TLS: a server context (load_cert_chain done); handlers run after the handshake.
+  std::optional<ssl::SSLContext> ssl;
+  double ssl_handshake_timeout = 60.0;
+  double ssl_shutdown_timeout = 5.0;
 };
 
 // Runs as a task per connection. An exception that escapes it goes to the loop's exception
