@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -27,6 +28,13 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 inline void report(const char* workload, const char* metric, double value) {
   std::printf("%s %s %.3f\n", workload, metric, value);
   std::fflush(stdout);
+}
+
+// CPU time (user + system) of this process so far, in seconds.
+inline double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
 // Resident set size in bytes, from /proc/self/status.

@@ -319,6 +319,149 @@ Coro<> proc_cpu() {
   bench::report("proc_cpu", "speedup_per_core", sequential / parallel / double(cores));
 }
 
+// Streams over loopback, client and server on this one loop.
+
+// 64-byte ping-pong on one connection: round trips, with p50/p99 latency.
+Coro<> echo_exact(kettle::StreamReader r, kettle::StreamWriter w) {
+  try {
+    for (;;) {
+      std::string m = co_await r.readexactly(64);
+      w.write(m);
+    }
+  } catch (const kettle::IncompleteReadError&) {
+  }
+  w.close();
+}
+
+Coro<> tcp_pingpong() {
+  constexpr int n = 100'000;
+  kettle::Server server = co_await kettle::start_server(echo_exact, "127.0.0.1", 0);
+  auto [r, w] = co_await kettle::open_connection("127.0.0.1", server.sockets().at(0).port);
+  std::string msg(64, 'p');
+  std::vector<double> lat;
+  lat.reserve(n);
+  for (int i = 0; i < 1000; ++i) {  // warm-up
+    w.write(msg);
+    (void)co_await r.readexactly(64);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    auto t = std::chrono::steady_clock::now();
+    w.write(msg);
+    (void)co_await r.readexactly(64);
+    lat.push_back(bench::seconds_since(t));
+  }
+  double total = bench::seconds_since(t0);
+  std::sort(lat.begin(), lat.end());
+  bench::report("tcp_pingpong", "ns_per_round_trip", total * 1e9 / n);
+  bench::report("tcp_pingpong", "us_p50", lat[n / 2] * 1e6);
+  bench::report("tcp_pingpong", "us_p99", lat[n * 99 / 100] * 1e6);
+  w.close();
+}
+
+// 100 connections ping-pong at once: CPU time of the process per message.
+Coro<> tcp_pingpong_100() {
+  constexpr int conns = 100, rounds = 2000;
+  kettle::Server server = co_await kettle::start_server(echo_exact, "127.0.0.1", 0);
+  std::uint16_t port = server.sockets().at(0).port;
+  auto one = [port]() -> Coro<> {
+    auto [r, w] = co_await kettle::open_connection("127.0.0.1", port);
+    std::string msg(64, 'p');
+    for (int i = 0; i < rounds; ++i) {
+      w.write(msg);
+      (void)co_await r.readexactly(64);
+    }
+    w.close();
+  };
+  std::vector<Coro<>> all;
+  for (int i = 0; i < conns; ++i)
+    all.push_back(one());
+  double cpu0 = bench::cpu_seconds();
+  co_await kettle::gather(all);
+  bench::report("tcp_pingpong_100", "ns_cpu_per_msg",
+                (bench::cpu_seconds() - cpu0) * 1e9 / (conns * rounds));
+}
+
+// 256 MiB through one connection, 64 KiB writes with drain(), read(64 KiB) on the other end.
+Coro<> sink(kettle::StreamReader r, kettle::StreamWriter w) {
+  std::size_t got = 0;
+  for (;;) {
+    std::string b = co_await r.read(65536);
+    if (b.empty()) break;
+    got += b.size();
+  }
+  w.write(std::to_string(got));
+  w.close();
+}
+
+Coro<> tcp_bulk() {
+  constexpr std::size_t total = 256u << 20;
+  kettle::Server server = co_await kettle::start_server(sink, "127.0.0.1", 0);
+  auto [r, w] = co_await kettle::open_connection("127.0.0.1", server.sockets().at(0).port);
+  std::string block(65536, 'b');
+  auto t0 = std::chrono::steady_clock::now();
+  for (std::size_t sent = 0; sent < total; sent += block.size()) {
+    w.write(block);
+    co_await w.drain();
+  }
+  w.write_eof();
+  std::string got = co_await r.read();
+  if (got != std::to_string(total)) std::abort();
+  bench::report("tcp_bulk", "ms_per_gib",
+                bench::seconds_since(t0) * 1e3 * double(1u << 30) / total);
+  w.close();
+}
+
+// 1 000 000 short lines from a socket, read with readline().
+Coro<> liner(kettle::StreamReader r, kettle::StreamWriter w) {
+  std::string chunk;
+  for (int i = 0; i < 1000; ++i)
+    chunk += "line " + std::to_string(i % 10) + " of the test\n";
+  for (int i = 0; i < 1000; ++i) {
+    w.write(chunk);
+    co_await w.drain();
+  }
+  w.close();
+}
+
+Coro<> readline_1m() {
+  kettle::Server server = co_await kettle::start_server(liner, "127.0.0.1", 0);
+  auto [r, w] = co_await kettle::open_connection("127.0.0.1", server.sockets().at(0).port);
+  auto t0 = std::chrono::steady_clock::now();
+  int n = 0;
+  for (;;) {
+    std::string line = co_await r.readline();
+    if (line.empty()) break;
+    ++n;
+  }
+  if (n != 1'000'000) std::abort();
+  bench::report("readline_1m", "ns_per_line", bench::seconds_since(t0) * 1e9 / n);
+  w.close();
+}
+
+// 10 000 idle connections: RSS per connection (both ends are in this process: per pair).
+Coro<> idle_10k() {
+  constexpr int n = 5000;  // pairs: 10 000 sockets within the usual descriptor limits
+  kettle::Event done;
+  kettle::ClientConnected idle = [&](kettle::StreamReader r, kettle::StreamWriter w) -> Coro<> {
+    co_await done.wait();
+    w.close();
+  };
+  kettle::Server server = co_await kettle::start_server(idle, "127.0.0.1", 0, {.backlog = 1024});
+  std::uint16_t port = server.sockets().at(0).port;
+  std::vector<std::pair<kettle::StreamReader, kettle::StreamWriter>> conns;
+  conns.reserve(n);
+  long rss0 = bench::rss_bytes();
+  for (int i = 0; i < n; ++i)
+    conns.push_back(co_await kettle::open_connection("127.0.0.1", port));
+  for (int i = 0; i < 10; ++i)
+    co_await kettle::sleep(0.01);
+  bench::report("idle_10k", "bytes_per_connection", double(bench::rss_bytes() - rss0) / n);
+  done.set();
+  for (auto& c : conns)
+    c.second.close();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -340,6 +483,11 @@ int main(int argc, char** argv) {
       {"proc_map_1m", proc_map_1m},
       {"proc_startup", proc_startup},
       {"proc_cpu", proc_cpu},
+      {"tcp_pingpong", tcp_pingpong},
+      {"tcp_pingpong_100", tcp_pingpong_100},
+      {"tcp_bulk", tcp_bulk},
+      {"readline_1m", readline_1m},
+      {"idle_10k", idle_10k},
   };
   return bench::main(argc, argv, workloads, [](Workload w) { kettle::run(w()); });
 }

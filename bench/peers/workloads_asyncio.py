@@ -276,13 +276,133 @@ async def proc_cpu():
         parallel = time.perf_counter() - t0
     report("proc_cpu", "speedup_per_core", sequential / parallel / cores)
 
+async def echo_exact(r, w):
+    try:
+        while True:
+            w.write(await r.readexactly(64))
+    except asyncio.IncompleteReadError:
+        pass
+    w.close()
+
+
+async def tcp_pingpong():
+    n = 20_000
+    server = await asyncio.start_server(echo_exact, "127.0.0.1", 0)
+    r, w = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    msg = b"p" * 64
+    for _ in range(1000):
+        w.write(msg)
+        await r.readexactly(64)
+    lat = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        w.write(msg)
+        await r.readexactly(64)
+        lat.append(time.perf_counter() - t)
+    total = time.perf_counter() - t0
+    lat.sort()
+    report("tcp_pingpong", "ns_per_round_trip", total * 1e9 / n)
+    report("tcp_pingpong", "us_p50", lat[n // 2] * 1e6)
+    report("tcp_pingpong", "us_p99", lat[n * 99 // 100] * 1e6)
+    w.close()
+    server.close()
+
+
+async def tcp_pingpong_100():
+    conns, rounds = 100, 200
+    server = await asyncio.start_server(echo_exact, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def one():
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        msg = b"p" * 64
+        for _ in range(rounds):
+            w.write(msg)
+            await r.readexactly(64)
+        w.close()
+    cpu0 = time.process_time()
+    await asyncio.gather(*(one() for _ in range(conns)))
+    report("tcp_pingpong_100", "ns_cpu_per_msg", (time.process_time() - cpu0) * 1e9 / (conns * rounds))
+    server.close()
+
+
+async def sink(r, w):
+    got = 0
+    while b := await r.read(65536):
+        got += len(b)
+    w.write(str(got).encode())
+    w.close()
+
+
+async def tcp_bulk():
+    total = 256 << 20
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
+    r, w = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    block = b"b" * 65536
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < total:
+        w.write(block)
+        await w.drain()
+        sent += len(block)
+    w.write_eof()
+    assert await r.read() == str(total).encode()
+    report("tcp_bulk", "ms_per_gib", (time.perf_counter() - t0) * 1e3 * (1 << 30) / total)
+    w.close()
+    server.close()
+
+
+async def liner(r, w):
+    chunk = b"".join(b"line %d of the test\n" % (i % 10) for i in range(1000))
+    for _ in range(1000):
+        w.write(chunk)
+        await w.drain()
+    w.close()
+
+
+async def readline_1m():
+    server = await asyncio.start_server(liner, "127.0.0.1", 0)
+    r, w = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    t0 = time.perf_counter()
+    n = 0
+    while await r.readline():
+        n += 1
+    assert n == 1_000_000
+    report("readline_1m", "ns_per_line", (time.perf_counter() - t0) * 1e9 / n)
+    w.close()
+    server.close()
+
+
+async def idle_10k():
+    n = 5000
+    done = asyncio.Event()
+
+    async def idle(r, w):
+        await done.wait()
+        w.close()
+    server = await asyncio.start_server(idle, "127.0.0.1", 0, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    rss0 = rss_bytes()
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(n)]
+    for _ in range(10):
+        await asyncio.sleep(0.01)
+    report("idle_10k", "bytes_per_connection", (rss_bytes() - rss0) / n)
+    done.set()
+    for r, w in conns:
+        w.close()
+    server.close()
+
+
 WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
              "sleep_100k": sleep_100k, "cancel_100k": cancel_100k,
              "wait_for_ready": wait_for_ready, "queue_1m": queue_1m, "lock_handoff": lock_handoff,
              "event_pingpong": event_pingpong, "to_thread_20k": to_thread_20k,
              "to_thread_latency": to_thread_latency, "submit_100k": submit_100k,
              "proc_submit_20k": proc_submit_20k, "proc_map_1m": proc_map_1m,
-             "proc_startup": proc_startup, "proc_cpu": proc_cpu}
+             "proc_startup": proc_startup, "proc_cpu": proc_cpu,
+             "tcp_pingpong": tcp_pingpong, "tcp_pingpong_100": tcp_pingpong_100,
+             "tcp_bulk": tcp_bulk, "readline_1m": readline_1m, "idle_10k": idle_10k}
 
 
 def main(argv):

@@ -187,9 +187,12 @@ void EventLoop::run_once() {
     if (timeout != 0) {
       ready.trim();  // idle: give back what a burst of tasks made the queues grow to
       timers.trim();
+      // One handler (what woke us). No poll after it: that would cost an epoll_wait per
+      // wake-up; other completions run in the next iterations, each one without a syscall.
       wait_io(timeout);
+    } else {
+      poll_io();
     }
-    poll_io();
     core_.io_tick = 0;
     if (core_.inbox_pending()) core_.inbox_take(to_ready);
   } else if (++core_.io_tick >= detail::LoopCore::kIoInterval) {

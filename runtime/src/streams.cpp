@@ -55,7 +55,9 @@ class ReaderCore : public LoopBound {
     head_ += n;
     if (head_ == tail_) {
       head_ = tail_ = 0;
-      if (cap_ > kKeepCapacity) {  // a big read is over: do not keep its memory
+      // Far more than a paused reader ever holds (a big readexactly is over): give it back.
+      // (Only then: freeing and growing again would fault in fresh pages every time.)
+      if (cap_ > 4 * (2 * limit_ + kMaxRecv)) {
         buf_.reset();
         cap_ = 0;
       }
@@ -66,7 +68,9 @@ class ReaderCore : public LoopBound {
   // Where the transport's next recv goes: straight into the buffer when it has room, else
   // a scratch area whose bytes commit() appends (an idle connection holds no large buffer).
   char* prepare(std::size_t& n) {
-    if (cap_ - tail_ < kMinDirect && head_ > 0 && cap_ - size() >= kMinDirect) compact();
+    // Compacting moves no more bytes than were consumed since the last time: amortized, a
+    // byte is moved at most once.
+    if (cap_ - tail_ < kMinDirect && head_ > 0 && head_ >= size()) compact();
     if (cap_ - tail_ >= kMinDirect) {
       direct_ = true;
       n = std::min(cap_ - tail_, kMaxRecv);
@@ -87,7 +91,10 @@ class ReaderCore : public LoopBound {
   void feed_data(std::string_view d) {
     if (eof_) throw RuntimeError("StreamReader.feed_data() after feed_eof()");
     if (d.empty()) return;
-    append(d.data(), d.size());
+    feed_raw(d.data(), d.size());
+  }
+  void feed_raw(const char* p, std::size_t n) {
+    append(p, n);
     after_feed();
   }
   void feed_eof() {
@@ -104,7 +111,6 @@ class ReaderCore : public LoopBound {
   static constexpr std::size_t kMinDirect = 16 * 1024;
   static constexpr std::size_t kMaxRecv = 256 * 1024;
   static constexpr std::size_t kScratch = 64 * 1024;
-  static constexpr std::size_t kKeepCapacity = 1024 * 1024;
 
   std::size_t limit_;
   bool eof_ = false;
@@ -404,6 +410,8 @@ class StreamTransport final : public LoopResource,
     });
   }
 
+  // Reading waits for readiness, then reads straight into the reader's buffer: an idle
+  // connection pins no buffer.
   void start_reading() {
     if (reading_ || read_paused_ || eof_received_ || conn_lost_) return;
     if (closing_ && !tls_handshaking()) return;
@@ -418,8 +426,21 @@ class StreamTransport final : public LoopResource,
     });
   }
 
+  // The peer wrote EOF.
+  void eof() {
+    eof_received_ = true;
+    if (tls_handshaking()) {
+      fail(std::make_exception_ptr(
+          ConnectionResetError("Connection lost during the TLS handshake with " + peer_desc_)));
+      return;
+    }
+    // As asyncio's stream protocol, keep the connection open for writing (half-close): the
+    // user closes it.
+    reader_->feed_eof();
+  }
+
   void read_ready() {
-    // A bounded number of reads per readiness, so that one busy peer cannot starve the loop.
+    // A bounded number of reads, so that one busy peer cannot starve the loop.
     for (int i = 0; i < 16; ++i) {
       if (read_paused_ || conn_lost_ || (closing_ && !tls_handshaking())) return;
       std::size_t space = ReaderCore::kScratch;
@@ -432,15 +453,7 @@ class StreamTransport final : public LoopResource,
         return;
       }
       if (k == 0) {
-        eof_received_ = true;
-        if (tls_handshaking()) {
-          fail(std::make_exception_ptr(
-              ConnectionResetError("Connection lost during the TLS handshake with " + peer_desc_)));
-          return;
-        }
-        // The peer wrote EOF. As asyncio's stream protocol, keep the connection open for
-        // writing (half-close): the user closes it.
-        reader_->feed_eof();
+        eof();
         return;
       }
       if (tls_) {
