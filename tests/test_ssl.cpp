@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -276,6 +277,46 @@ TEST(SSLStreams, test_handshake_timeout) {
     CO_EXPECT_THROW(co_await kettle::open_connection("127.0.0.1", port_of(server), o),
                     kettle::ValueError);
     done.set();
+  });
+}
+
+TEST(SSLStreams, loop_closed_during_a_handshake) {
+  // The loop closes while a TLS client waits for a handshake that never comes: the
+  // connection goes with the task, nothing throws out of a destructor.
+  auto sockets = [] {
+    std::size_t n = 0;
+    for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      if (std::filesystem::read_symlink(e.path(), ec).string().rfind("socket:", 0) == 0) ++n;
+    }
+    return n;
+  };
+  std::size_t before = sockets();
+  kettle::EventLoop loop;
+  loop.set_exception_handler([](kettle::EventLoop&, const kettle::ExceptionContext&) {});
+  std::optional<kettle::Server> mute_server;
+  std::optional<Task<std::pair<StreamReader, StreamWriter>>> pending;
+  auto body = [&]() -> Coro<> {
+    kettle::ClientConnected mute = [](StreamReader r, StreamWriter w) -> Coro<> {
+      (void)co_await r.read();
+      w.close();
+    };
+    mute_server.emplace(co_await kettle::start_server(mute, "127.0.0.1", 0));
+    pending = kettle::create_task(kettle::open_connection(
+        "127.0.0.1", port_of(*mute_server), tls_client(client_context(), "localhost")));
+    co_await kettle::sleep(0.05);
+  };
+  loop.run_until_complete(body());
+  EXPECT_FALSE(pending->done());
+  loop.close();                  // must not terminate
+  EXPECT_EQ(sockets(), before);  // client, server side and listener all closed
+}
+
+TEST(SSLStreams, server_context_of_the_wrong_side_is_value_error) {
+  run_test([]() -> Coro<> {
+    CO_EXPECT_THROW(
+        co_await kettle::start_server(echo_lines, "127.0.0.1", 0, tls_server(client_context())),
+        kettle::ValueError);
   });
 }
 

@@ -554,6 +554,27 @@ TEST(StreamReader, test_exception_cancel) {
 
 // kettle's own reader tests
 
+TEST(StreamReader, data_that_came_before_an_error_is_read_first) {
+  run_test([]() -> Coro<> {
+    StreamReader stream;
+    Task<std::string> t = kettle::create_task(stream.read(10));
+    co_await kettle::sleep(0);
+    stream.feed_data("abc");
+    stream.set_exception(std::make_exception_ptr(kettle::ConnectionResetError("reset")));
+    EXPECT_EQ(co_await t, "abc");
+    CO_EXPECT_THROW(co_await stream.read(10), kettle::ConnectionResetError);
+
+    // A read that cannot be satisfied raises instead of waiting for data that cannot come.
+    StreamReader s2;
+    Task<std::string> t2 = kettle::create_task(s2.readexactly(10));
+    co_await kettle::sleep(0);
+    s2.feed_data("abc");
+    s2.set_exception(std::make_exception_ptr(kettle::ConnectionResetError("reset")));
+    CO_EXPECT_THROW(co_await t2, kettle::ConnectionResetError);
+    EXPECT_EQ(s2.buffer(), "abc");
+  });
+}
+
 TEST(StreamReader, two_readers_at_once_is_runtime_error) {
   run_test([]() -> Coro<> {
     StreamReader stream;
@@ -1200,6 +1221,32 @@ TEST(Streams, cancelled_drain_loses_nothing) {
   });
 }
 
+TEST(Streams, unclosed_writer_is_reported_in_debug_mode) {
+  run_test([]() -> Coro<> {
+    std::vector<std::string> messages;
+    auto& loop = kettle::get_running_loop();
+    loop.set_exception_handler([&](kettle::EventLoop&, const kettle::ExceptionContext& c) {
+      messages.push_back(c.message);
+    });
+    kettle::Server server = co_await kettle::start_server(echo_lines, "127.0.0.1", 0);
+    {
+      auto [rd, wr] = co_await kettle::open_connection("127.0.0.1", port_of(server));
+      wr.write("x\n");
+      EXPECT_EQ(co_await rd.readline(), "x\n");
+    }  // dropped open, debug off: closed quietly
+    loop.set_debug(true);
+    {
+      auto [rd, wr] = co_await kettle::open_connection("127.0.0.1", port_of(server));
+      EXPECT_FALSE(wr.is_closing());
+    }  // dropped open: closed, and reported
+    loop.set_debug(false);
+    EXPECT_EQ(messages.size(), 1u);
+    if (!messages.empty()) {
+      EXPECT_EQ(messages[0].rfind("unclosed StreamWriter", 0), 0u);
+    }
+  });
+}
+
 TEST(Streams, set_write_buffer_limits_checks_its_arguments) {
   run_test([]() -> Coro<> {
     kettle::Server server = co_await kettle::start_server(echo_lines, "127.0.0.1", 0);
@@ -1221,6 +1268,14 @@ TEST(Streams, happy_eyeballs_and_interleave) {
     EXPECT_EQ(co_await rd.readline(), "he\n");
     EXPECT_EQ(wr.sockname().host, "127.0.0.1");
     wr.close();
+    // "localhost" is ::1 and 127.0.0.1: the attempt at ::1 is refused, 127.0.0.1 wins.
+    kettle::ConnectOptions he;
+    he.happy_eyeballs_delay = 0.25;
+    auto [rd3, wr3] = co_await kettle::open_connection("localhost", port_of(server), he);
+    wr3.write("both\n");
+    EXPECT_EQ(co_await rd3.readline(), "both\n");
+    EXPECT_EQ(wr3.peername().host, "127.0.0.1");
+    wr3.close();
     o.happy_eyeballs_delay = -1;
     // Only one address: the delay is not even looked at; two would raise ValueError.
     auto [rd2, wr2] = co_await kettle::open_connection("127.0.0.1", port_of(server), o);

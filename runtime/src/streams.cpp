@@ -103,7 +103,10 @@ class ReaderCore : public LoopBound {
   }
   void set_exception(std::exception_ptr e) {
     exc_ = std::move(e);
-    wakeup_waiter();
+    if (WaitNode* w = std::exchange(waiter_, nullptr)) {
+      woken_by_exception_ = true;
+      w->set_done();
+    }
   }
   void maybe_resume_transport();
   void resume_for_wait();
@@ -116,6 +119,7 @@ class ReaderCore : public LoopBound {
   bool eof_ = false;
   bool paused_ = false;
   std::exception_ptr exc_;
+  bool woken_by_exception_ = false;  // the waiter's wake-up was set_exception's
   WaitNode* waiter_ = nullptr;
   StreamTransport* transport_ = nullptr;
 
@@ -165,6 +169,7 @@ class DataWaiter : private WaitNode {
     if (r_.waiter_ == this) r_.waiter_ = nullptr;
   }
   bool await_ready() {
+    if (r_.exc_) std::rethrow_exception(r_.exc_);  // nothing more will come
     if (r_.waiter_)
       throw RuntimeError(std::string(fn_) +
                          "() called while another coroutine is already waiting for incoming "
@@ -180,7 +185,8 @@ class DataWaiter : private WaitNode {
   void await_resume() {
     if (r_.waiter_ == this) r_.waiter_ = nullptr;
     if (resumed_cancelled()) throw_cancelled();
-    if (r_.exc_) std::rethrow_exception(r_.exc_);
+    // Woken by data that came before the error: the read takes the data first.
+    if (std::exchange(r_.woken_by_exception_, false)) std::rethrow_exception(r_.exc_);
   }
 
  private:
@@ -210,10 +216,7 @@ class StreamTransport final : public LoopResource,
     reader_->transport_ = this;
     loop_->attach(this);
   }
-  ~StreamTransport() {
-    if (reader_ && reader_->transport_ == this) reader_->transport_ = nullptr;
-    if (loop_) loop_->detach(this);
-  }
+  ~StreamTransport();
 
   void start() { start_reading(); }
 
@@ -238,8 +241,10 @@ class StreamTransport final : public LoopResource,
     if (eof_written_) throw RuntimeError("Cannot call write() after write_eof()");
     if (n == 0 || conn_lost_) return;
     if (tls_) {
+      if (closing_) return;  // after close_notify nothing more can go (asyncio drops it)
       if (!tls_->handshake_done) {
         tls_->pending_plain.append(p, n);  // sent once the handshake is done
+        if (!write_paused_ && pending() > high_) write_paused_ = true;
         return;
       }
       tls_write(p, n);
@@ -338,6 +343,7 @@ class StreamTransport final : public LoopResource,
           X509_VERIFY_PARAM_set1_ip_asc(param, hostname.c_str());
         else
           X509_VERIFY_PARAM_set1_host(param, hostname.c_str(), 0);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
       }
     }
     tls_ = std::move(t);
@@ -359,6 +365,7 @@ class StreamTransport final : public LoopResource,
   }
 
   void on_loop_close() noexcept override {
+    auto keep = shared_from_this();
     loop_ = nullptr;  // close_resources() detached us
     connection_lost(nullptr);
     sock_.reset();  // Asio's socket goes while its io_context still exists
@@ -402,8 +409,11 @@ class StreamTransport final : public LoopResource,
 
   template <class Fn>
   void arm_timer(double seconds, Fn fn) {
-    if (!loop_) return;
     timer_.cancel();
+    if (!loop_ || loop_->closed.load(std::memory_order_relaxed)) {
+      fn(*this);  // the loop is closing (a task's frame is going): the deadline is now
+      return;
+    }
     std::weak_ptr<StreamTransport> weak = weak_from_this();
     timer_ = loop_->owner.call_later(seconds, [weak, fn] {
       if (auto t = weak.lock()) fn(*t);
@@ -529,7 +539,10 @@ class StreamTransport final : public LoopResource,
     }
     if (closing_ && !conn_lost_) {  // close() came during the handshake
       tls_close_notify();
-      if (pending() == 0) connection_lost(nullptr);
+      if (pending() == 0)
+        connection_lost(nullptr);
+      else
+        arm_timer(t.shutdown_timeout, [](StreamTransport& tr) { tr.connection_lost(nullptr); });
     }
   }
 
@@ -696,10 +709,14 @@ struct WriterHandle {
   WriterHandle(const WriterHandle&) = delete;
   ~WriterHandle() {
     if (t->is_closing()) return;
-    if (LoopCore* l = tls_loop; l && l->owner.get_debug())
-      l->owner.call_exception_handler(
-          {"unclosed StreamWriter (connection with " + t->peer() + ")", nullptr, {}});
-    t->close();
+    try {
+      if (LoopCore* l = tls_loop; l && l->owner.get_debug())
+        l->owner.call_exception_handler(
+            {"unclosed StreamWriter (connection with " + t->peer() + ")", nullptr, {}});
+      t->close();
+    } catch (...) {
+      t->abort();
+    }
   }
   std::shared_ptr<StreamTransport> t;
 };
@@ -829,7 +846,14 @@ class ServerCore final : public LoopResource,
         });
         return;
       }
-      connection_made(fd, l.addr.family);
+      try {
+        connection_made(fd, l.addr.family);
+      } catch (...) {  // this connection is lost; the server goes on accepting
+        loop_->owner.call_exception_handler(
+            {"Error setting up a connection accepted on " + l.addr.to_string(),
+             std::current_exception(),
+             {}});
+      }
     }
     arm(l);
   }
@@ -858,6 +882,12 @@ class ServerCore final : public LoopResource,
  public:
   void track(StreamTransport* t) { clients_.insert(t); }
 };
+
+StreamTransport::~StreamTransport() {
+  if (reader_ && reader_->transport_ == this) reader_->transport_ = nullptr;
+  if (loop_) loop_->detach(this);
+  if (server_) server_->detach(this);  // gone without connection_lost (never, normally)
+}
 
 void StreamTransport::connection_lost(std::exception_ptr exc) {
   if (conn_lost_) return;
@@ -980,9 +1010,15 @@ Streams make_streams(LoopCore& loop, Socket sock, std::size_t limit,
   return {t, StreamReader(std::move(reader)), StreamWriter(std::make_shared<WriterHandle>(t))};
 }
 
+// Wraps fd in an Asio socket of the loop (which then owns it); closes fd if that fails.
 Socket adopt(LoopCore& loop, int fd, int family) {
-  return Socket(loop.owner.io_context(),
-                asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd);
+  try {
+    return Socket(loop.owner.io_context(),
+                  asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
 }
 
 Coro<void> run_client(std::shared_ptr<ServerCore> server, std::shared_ptr<StreamTransport> t,
@@ -1214,8 +1250,16 @@ Coro<Socket> staggered_connect(std::vector<AddrInfo> infos, std::vector<AddrInfo
       if (t) t.cancel();
     throw;
   }
+  // The losers are cancelled and awaited, so that none is left to fail unobserved.
+  std::vector<Task<Socket>> losers;
   for (auto& t : attempts)
-    if (t) t.cancel();
+    if (t) {
+      t.cancel();
+      losers.push_back(t);
+    }
+  if (!losers.empty()) (void)co_await kettle::wait(losers);
+  for (auto& t : losers)
+    if (!t.cancelled()) (void)t.exception();
   if (winner) co_return std::move(*winner);
   raise_connect_errors(errors);
 }
@@ -1287,6 +1331,10 @@ SockAddr local_name(int fd) {
 
 void check_options(const ServerOptions& o) {
   if (o.limit == 0) throw ValueError("start_server(): limit must be greater than 0");
+  if (o.ssl && o.ssl->protocol() != ssl::PROTOCOL_TLS_SERVER)
+    throw ValueError("start_server(): ssl needs a PROTOCOL_TLS_SERVER context");
+  if (!(o.ssl_handshake_timeout > 0) || !(o.ssl_shutdown_timeout > 0))
+    throw ValueError("start_server(): the ssl timeouts should be positive numbers");
 }
 
 }  // namespace detail
@@ -1571,7 +1619,7 @@ Server& Server::operator=(Server&& o) noexcept {
 }
 
 Server::~Server() {
-  if (core_ && detail::tls_loop) core_->close();
+  if (core_) core_->close();
 }
 
 void Server::close() {

@@ -248,6 +248,7 @@ class [[nodiscard]] Server {
 // Connects to host:port (a name is resolved on the resolver threads, see socket.hpp) and
 // returns the connection's reader and writer. TCP_NODELAY is set, as asyncio does. Every
 // address is tried; if all fail, the error (or OSError "Multiple exceptions: ...").
+// Cancellation: the lookup is walked away from, sockets being connected are closed.
 [[nodiscard]] Coro<std::pair<StreamReader, StreamWriter>> open_connection(
     std::string host, std::uint16_t port, ConnectOptions options = {});
 // The same over a Unix socket (a path, or an abstract name starting with '\0').
@@ -257,6 +258,7 @@ class [[nodiscard]] Server {
 
 // Listens on host:port: "" means every interface, a name every address it resolves to;
 // port 0 picks a free port (see sockets()). IPv6 sockets are IPV6_V6ONLY.
+// Cancellation: nothing is left listening.
 [[nodiscard]] Coro<Server> start_server(ClientConnected client_connected, std::string host,
                                         std::uint16_t port, ServerOptions options = {});
 // Listens on every host given.
