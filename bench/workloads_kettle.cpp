@@ -1,5 +1,8 @@
 // The bench/compare workloads in kettle. Usage: kettle_workloads [workload ...]
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -439,6 +442,39 @@ Coro<> readline_1m() {
   w.close();
 }
 
+// TLS echo: the 64-byte ping-pong over TLS 1.3 (a certificate made with openssl req).
+Coro<> tls_pingpong() {
+  constexpr int n = 50'000;
+  std::string dir = "/tmp/kettle-bench-tls-" + std::to_string(::getpid());
+  std::string cmd = "mkdir -p " + dir + " && cd " + dir +
+                    " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                    "-nodes -keyout key.pem -out cert.pem -days 1 -subj /CN=localhost "
+                    "-addext subjectAltName=DNS:localhost 2>/dev/null";
+  if (std::system(cmd.c_str()) != 0) std::abort();
+  kettle::ssl::SSLContext server_ctx(kettle::ssl::PROTOCOL_TLS_SERVER);
+  server_ctx.load_cert_chain(dir + "/cert.pem", dir + "/key.pem");
+  auto client_ctx =
+      kettle::ssl::create_default_context(kettle::ssl::Purpose::SERVER_AUTH, dir + "/cert.pem");
+  kettle::Server server =
+      co_await kettle::start_server(echo_exact, "127.0.0.1", 0, {.ssl = &server_ctx});
+  auto [r, w] =
+      co_await kettle::open_connection("127.0.0.1", server.sockets().at(0).port,
+                                       {.ssl = &client_ctx, .server_hostname = "localhost"});
+  std::string msg(64, 'p');
+  for (int i = 0; i < 1000; ++i) {
+    w.write(msg);
+    (void)co_await r.readexactly(64);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    w.write(msg);
+    (void)co_await r.readexactly(64);
+  }
+  bench::report("tls_pingpong", "ns_per_round_trip", bench::seconds_since(t0) * 1e9 / n);
+  w.close();
+  std::system(("rm -rf " + dir).c_str());
+}
+
 // 10 000 idle connections: RSS per connection (both ends are in this process: per pair).
 Coro<> idle_10k() {
   constexpr int n = 5000;  // pairs: 10 000 sockets within the usual descriptor limits
@@ -488,6 +524,7 @@ int main(int argc, char** argv) {
       {"tcp_bulk", tcp_bulk},
       {"readline_1m", readline_1m},
       {"idle_10k", idle_10k},
+      {"tls_pingpong", tls_pingpong},
   };
   return bench::main(argc, argv, workloads, [](Workload w) { kettle::run(w()); });
 }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <kettle/kettle.hpp>
@@ -96,16 +97,18 @@ std::uint16_t port_of(const kettle::Server& s) {
   return s.sockets().at(0).port;
 }
 
-kettle::ServerOptions tls_server(ssl::SSLContext ctx) {
+// Options point at the context: it must live until the call that takes them (a temporary
+// in the same full expression does).
+kettle::ServerOptions tls_server(const ssl::SSLContext& ctx) {
   kettle::ServerOptions o;
-  o.ssl = std::move(ctx);
+  o.ssl = &ctx;
   return o;
 }
 
-kettle::ConnectOptions tls_client(ssl::SSLContext ctx, std::string hostname = {}) {
+kettle::ConnectOptions tls_client(const ssl::SSLContext& ctx, std::string_view hostname = {}) {
   kettle::ConnectOptions o;
-  o.ssl = std::move(ctx);
-  if (!hostname.empty()) o.server_hostname = hostname;
+  o.ssl = &ctx;
+  o.server_hostname = hostname;
   return o;
 }
 
@@ -150,7 +153,8 @@ TEST(SSLContext, load_errors_are_clear) {
 
 TEST(SSLStreams, test_start_tls_server_and_client) {
   run_test([]() -> Coro<> {
-    kettle::ServerOptions so = tls_server(server_context());
+    ssl::SSLContext sctx = server_context();
+    kettle::ServerOptions so = tls_server(sctx);
     so.limit = 1 << 20;  // lines of 300 kB
     kettle::Server server = co_await kettle::start_server(echo_lines, "127.0.0.1", 0, so);
     for (std::string host : {"localhost", "127.0.0.1"}) {
@@ -263,7 +267,8 @@ TEST(SSLStreams, test_handshake_timeout) {
       w.close();
     };
     kettle::Server server = co_await kettle::start_server(mute, "127.0.0.1", 0);
-    kettle::ConnectOptions o = tls_client(client_context(), "localhost");
+    ssl::SSLContext cctx = client_context();
+    kettle::ConnectOptions o = tls_client(cctx, "localhost");
     o.ssl_handshake_timeout = 0.2;
     try {
       (void)co_await kettle::open_connection("127.0.0.1", port_of(server), o);
@@ -322,7 +327,8 @@ TEST(SSLStreams, server_context_of_the_wrong_side_is_value_error) {
 
 TEST(SSLStreams, server_handshake_timeout_drops_silent_clients) {
   run_test([]() -> Coro<> {
-    kettle::ServerOptions so = tls_server(server_context());
+    ssl::SSLContext sctx = server_context();
+    kettle::ServerOptions so = tls_server(sctx);
     so.ssl_handshake_timeout = 0.2;
     kettle::Server server = co_await kettle::start_server(echo_lines, "127.0.0.1", 0, so);
     auto [r, w] = co_await kettle::open_connection("127.0.0.1", port_of(server));  // plain TCP
@@ -344,7 +350,8 @@ TEST(SSLStreams, close_does_not_hang_on_a_peer_that_never_reads) {
     };
     kettle::Server server =
         co_await kettle::start_server(stuck, "127.0.0.1", 0, tls_server(server_context()));
-    kettle::ConnectOptions o = tls_client(client_context(), "localhost");
+    ssl::SSLContext cctx = client_context();
+    kettle::ConnectOptions o = tls_client(cctx, "localhost");
     o.ssl_shutdown_timeout = 0.3;
     auto [r, w] = co_await kettle::open_connection("127.0.0.1", port_of(server), o);
     std::string block(1 << 20, 'z');

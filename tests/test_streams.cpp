@@ -1262,7 +1262,7 @@ TEST(Streams, happy_eyeballs_and_interleave) {
     kettle::Server server = co_await kettle::start_server(echo_lines, "127.0.0.1", 0);
     kettle::ConnectOptions o;
     o.happy_eyeballs_delay = 0.25;
-    o.local_addr = std::pair<std::string, std::uint16_t>{"127.0.0.1", 0};
+    o.local_addr = std::pair<std::string_view, std::uint16_t>{"127.0.0.1", 0};
     auto [rd, wr] = co_await kettle::open_connection("127.0.0.1", port_of(server), o);
     wr.write("he\n");
     EXPECT_EQ(co_await rd.readline(), "he\n");

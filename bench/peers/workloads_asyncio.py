@@ -394,6 +394,34 @@ async def idle_10k():
     server.close()
 
 
+async def tls_pingpong():
+    import ssl, subprocess, tempfile
+    n = 10_000
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{d}/key.pem",
+                        "-out", f"{d}/cert.pem", "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost"], check=True,
+                       capture_output=True)
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(f"{d}/cert.pem", f"{d}/key.pem")
+        cctx = ssl.create_default_context(cafile=f"{d}/cert.pem")
+        server = await asyncio.start_server(echo_exact, "127.0.0.1", 0, ssl=sctx)
+        r, w = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1],
+                                             ssl=cctx, server_hostname="localhost")
+    msg = b"p" * 64
+    for _ in range(1000):
+        w.write(msg)
+        await r.readexactly(64)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        w.write(msg)
+        await r.readexactly(64)
+    report("tls_pingpong", "ns_per_round_trip", (time.perf_counter() - t0) * 1e9 / n)
+    w.close()
+    server.close()
+
+
 WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
              "sleep_100k": sleep_100k, "cancel_100k": cancel_100k,
              "wait_for_ready": wait_for_ready, "queue_1m": queue_1m, "lock_handoff": lock_handoff,
@@ -402,7 +430,8 @@ WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": sw
              "proc_submit_20k": proc_submit_20k, "proc_map_1m": proc_map_1m,
              "proc_startup": proc_startup, "proc_cpu": proc_cpu,
              "tcp_pingpong": tcp_pingpong, "tcp_pingpong_100": tcp_pingpong_100,
-             "tcp_bulk": tcp_bulk, "readline_1m": readline_1m, "idle_10k": idle_10k}
+             "tcp_bulk": tcp_bulk, "readline_1m": readline_1m, "idle_10k": idle_10k,
+             "tls_pingpong": tls_pingpong}
 
 
 def main(argv):

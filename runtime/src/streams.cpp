@@ -721,6 +721,53 @@ struct WriterHandle {
   std::shared_ptr<StreamTransport> t;
 };
 
+// The options, owned: copied from the caller's views when the call is made.
+struct ConnectConfig {
+  explicit ConnectConfig(const ConnectOptions& o)
+      : limit(o.limit),
+        family(o.family),
+        happy_eyeballs_delay(o.happy_eyeballs_delay),
+        interleave(o.interleave),
+        server_hostname(o.server_hostname),
+        ssl_handshake_timeout(o.ssl_handshake_timeout),
+        ssl_shutdown_timeout(o.ssl_shutdown_timeout) {
+    if (o.local_addr) local_addr.emplace(std::string(o.local_addr->first), o.local_addr->second);
+    if (o.ssl) ssl = *o.ssl;
+  }
+  std::size_t limit;
+  int family;
+  std::optional<std::pair<std::string, std::uint16_t>> local_addr;
+  std::optional<double> happy_eyeballs_delay;
+  int interleave;
+  std::optional<ssl::SSLContext> ssl;
+  std::string server_hostname;
+  double ssl_handshake_timeout;
+  double ssl_shutdown_timeout;
+};
+
+struct ServerConfig {
+  explicit ServerConfig(const ServerOptions& o)
+      : limit(o.limit),
+        family(o.family),
+        backlog(o.backlog),
+        reuse_address(o.reuse_address),
+        reuse_port(o.reuse_port),
+        start_serving(o.start_serving),
+        ssl_handshake_timeout(o.ssl_handshake_timeout),
+        ssl_shutdown_timeout(o.ssl_shutdown_timeout) {
+    if (o.ssl) ssl = *o.ssl;
+  }
+  std::size_t limit;
+  int family;
+  int backlog;
+  bool reuse_address;
+  bool reuse_port;
+  bool start_serving;
+  std::optional<ssl::SSLContext> ssl;
+  double ssl_handshake_timeout;
+  double ssl_shutdown_timeout;
+};
+
 // ---------------------------------------------------------------------------------------
 // Servers (asyncio.Server).
 
@@ -729,7 +776,7 @@ class ServerCore final : public LoopResource,
                          public std::enable_shared_from_this<ServerCore> {
  public:
   using LoopBound::check_thread;
-  ServerCore(LoopCore& loop, ClientConnected cb, ServerOptions options)
+  ServerCore(LoopCore& loop, ClientConnected cb, ServerConfig options)
       : cb_(std::move(cb)), loop_(&loop), options_(options) {
     loop_->attach(this);
   }
@@ -861,7 +908,7 @@ class ServerCore final : public LoopResource,
   void connection_made(int fd, int family);
 
   LoopCore* loop_;
-  ServerOptions options_;
+  ServerConfig options_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_set<StreamTransport*> clients_;
   std::string path_;
@@ -1265,7 +1312,7 @@ Coro<Socket> staggered_connect(std::vector<AddrInfo> infos, std::vector<AddrInfo
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> connect_stream(std::vector<AddrInfo> infos,
-                                                           ConnectOptions options) {
+                                                           ConnectConfig options) {
   std::vector<AddrInfo> locals;
   if (options.local_addr) {
     locals =
@@ -1296,14 +1343,14 @@ Coro<std::pair<StreamReader, StreamWriter>> connect_stream(std::vector<AddrInfo>
   }
   Streams st = make_streams(*tls_loop, std::move(*sock), options.limit);
   if (options.ssl) {
-    st.transport->start_tls(*options.ssl, false, options.server_hostname.value_or(""),
+    st.transport->start_tls(*options.ssl, false, options.server_hostname,
                             options.ssl_handshake_timeout, options.ssl_shutdown_timeout);
     co_await await_handshake(st.transport);
   }
   co_return std::pair<StreamReader, StreamWriter>(std::move(st.reader), std::move(st.writer));
 }
 
-int listen_socket(const SockAddr& addr, const ServerOptions& o, Socket& out, LoopCore& loop) {
+int listen_socket(const SockAddr& addr, const ServerConfig& o, Socket& out, LoopCore& loop) {
   out = new_socket(loop, addr.family);
   int fd = out.native_handle();
   int one = 1;
@@ -1329,7 +1376,7 @@ SockAddr local_name(int fd) {
   return SockAddr::from(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-void check_options(const ServerOptions& o) {
+void check_options(const ServerConfig& o) {
   if (o.limit == 0) throw ValueError("start_server(): limit must be greater than 0");
   if (o.ssl && o.ssl->protocol() != ssl::PROTOCOL_TLS_SERVER)
     throw ValueError("start_server(): ssl needs a PROTOCOL_TLS_SERVER context");
@@ -1678,18 +1725,21 @@ Coro<void> Server::wait_closed() {
 // ---------------------------------------------------------------------------------------
 // open_connection, start_server
 
-Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, std::uint16_t port,
-                                                            ConnectOptions options) {
+namespace {
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection_impl(std::string host,
+                                                                 std::uint16_t port,
+                                                                 detail::ConnectConfig options) {
   if (options.limit == 0) throw ValueError("open_connection(): limit must be greater than 0");
   std::vector<AddrInfo> infos =
       co_await getaddrinfo(host, std::to_string(port), options.family, SOCK_STREAM);
   if (infos.empty()) throw OSError(EADDRNOTAVAIL, "getaddrinfo() returned empty list");
-  if (options.ssl && !options.server_hostname) options.server_hostname = host;
+  if (options.ssl && options.server_hostname.empty()) options.server_hostname = host;
   co_return co_await detail::connect_stream(std::move(infos), std::move(options));
 }
 
-Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
-                                                                 ConnectOptions options) {
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection_impl(
+    std::string path, detail::ConnectConfig options) {
   if (options.limit == 0) throw ValueError("open_unix_connection(): limit must be greater than 0");
   AddrInfo ai;
   ai.family = AF_UNIX;
@@ -1704,15 +1754,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
   co_return co_await detail::connect_stream(std::move(infos), std::move(options));
 }
 
-Coro<Server> start_server(ClientConnected client_connected, std::string host, std::uint16_t port,
-                          ServerOptions options) {
-  std::vector<std::string> hosts;
-  hosts.push_back(std::move(host));
-  co_return co_await start_server(std::move(client_connected), std::move(hosts), port, options);
-}
-
-Coro<Server> start_server(ClientConnected client_connected, std::vector<std::string> hosts,
-                          std::uint16_t port, ServerOptions options) {
+Coro<Server> start_server_impl(ClientConnected client_connected, std::vector<std::string> hosts,
+                               std::uint16_t port, detail::ServerConfig options) {
   detail::check_options(options);
   if (!client_connected) throw ValueError("start_server(): client_connected is empty");
   if (hosts.empty()) hosts.emplace_back();
@@ -1736,8 +1779,8 @@ Coro<Server> start_server(ClientConnected client_connected, std::vector<std::str
   co_return server;
 }
 
-Coro<Server> start_unix_server(ClientConnected client_connected, std::string path,
-                               ServerOptions options) {
+Coro<Server> start_unix_server_impl(ClientConnected client_connected, std::string path,
+                                    detail::ServerConfig options) {
   detail::check_options(options);
   if (!client_connected) throw ValueError("start_unix_server(): client_connected is empty");
   SockAddr a;
@@ -1759,6 +1802,40 @@ Coro<Server> start_unix_server(ClientConnected client_connected, std::string pat
   core->add_listener(std::move(sock), a);
   if (options.start_serving) core->start_serving();
   co_return server;
+}
+
+}  // namespace
+
+// The public entry points are plain functions: the options (views) are copied now, while
+// what they point to is sure to exist.
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, std::uint16_t port,
+                                                            ConnectOptions options) {
+  return open_connection_impl(std::move(host), port, detail::ConnectConfig(options));
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path,
+                                                                 ConnectOptions options) {
+  return open_unix_connection_impl(std::move(path), detail::ConnectConfig(options));
+}
+
+Coro<Server> start_server(ClientConnected client_connected, std::string host, std::uint16_t port,
+                          ServerOptions options) {
+  std::vector<std::string> hosts;
+  hosts.push_back(std::move(host));
+  return start_server_impl(std::move(client_connected), std::move(hosts), port,
+                           detail::ServerConfig(options));
+}
+
+Coro<Server> start_server(ClientConnected client_connected, std::vector<std::string> hosts,
+                          std::uint16_t port, ServerOptions options) {
+  return start_server_impl(std::move(client_connected), std::move(hosts), port,
+                           detail::ServerConfig(options));
+}
+
+Coro<Server> start_unix_server(ClientConnected client_connected, std::string path,
+                               ServerOptions options) {
+  return start_unix_server_impl(std::move(client_connected), std::move(path),
+                                detail::ServerConfig(options));
 }
 
 }  // namespace kettle

@@ -3,12 +3,12 @@
 //
 //   // client: system CA store, peer and hostname verification on
 //   auto ctx = kettle::ssl::create_default_context();
-//   auto [r, w] = co_await kettle::open_connection("example.org", 443, {.ssl = ctx});
+//   auto [r, w] = co_await kettle::open_connection("example.org", 443, {.ssl = &ctx});
 //
 //   // server
 //   kettle::ssl::SSLContext server_ctx(kettle::ssl::PROTOCOL_TLS_SERVER);
 //   server_ctx.load_cert_chain("cert.pem", "key.pem");
-//   auto server = co_await kettle::start_server(handle, "0.0.0.0", 8443, {.ssl = server_ctx});
+//   auto server = co_await kettle::start_server(handle, "0.0.0.0", 8443, {.ssl = &server_ctx});
 //
 // A context is a handle: copies share one OpenSSL SSL_CTX. Configure it before use.
 // Thread safety: a configured context may be shared by loops on several threads.

@@ -31,6 +31,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -173,12 +174,16 @@ class StreamWriter {
   std::shared_ptr<detail::WriterHandle> h_;
 };
 
-// open_connection's keyword arguments.
+// open_connection's keyword arguments:
+//   co_await kettle::open_connection(host, port, {.limit = 1 << 20, .ssl = &ctx});
+// They are views (string_view, a pointer to the context) and are copied when the call is
+// made: g++ 12 destroys an aggregate temporary inside a co_await twice (GCC PR 99576), which
+// is harmless only for a trivially destructible one like these.
 struct ConnectOptions {
   std::size_t limit = kStreamLimit;  // the reader's limit
   int family = 0;                    // AF_INET, AF_INET6 or 0 (any)
   // Bind the socket to this (host, port) first.
-  std::optional<std::pair<std::string, std::uint16_t>> local_addr;
+  std::optional<std::pair<std::string_view, std::uint16_t>> local_addr;
   // RFC 8305: start the next address's attempt after this many seconds without waiting for
   // the previous to fail (asyncio's recommended value: 0.25). None: one after another.
   std::optional<double> happy_eyeballs_delay;
@@ -189,13 +194,13 @@ struct ConnectOptions {
   // send (SNI) and check the certificate against (default: host), and how long the
   // handshake and the closing may take, in seconds (asyncio: 60 and 30; closing here
   // defaults to 5 and then aborts, so that a peer that never reads cannot hang close()).
-  std::optional<ssl::SSLContext> ssl;
-  std::optional<std::string> server_hostname;
+  const ssl::SSLContext* ssl = nullptr;
+  std::string_view server_hostname;
   double ssl_handshake_timeout = 60.0;
   double ssl_shutdown_timeout = 5.0;
 };
 
-// start_server's keyword arguments.
+// start_server's keyword arguments (views too, copied when the call is made).
 struct ServerOptions {
   std::size_t limit = kStreamLimit;
   int family = 0;
@@ -204,10 +209,14 @@ struct ServerOptions {
   bool reuse_port = false;
   bool start_serving = true;  // false: listen, but accept only after start_serving()
   // TLS: a server context (load_cert_chain done); handlers run after the handshake.
-  std::optional<ssl::SSLContext> ssl;
+  const ssl::SSLContext* ssl = nullptr;
   double ssl_handshake_timeout = 60.0;
   double ssl_shutdown_timeout = 5.0;
 };
+
+static_assert(std::is_trivially_destructible_v<ConnectOptions> &&
+                  std::is_trivially_destructible_v<ServerOptions>,
+              "kettle: stream options must stay trivially destructible (see above)");
 
 // Runs as a task per connection. An exception that escapes it goes to the loop's exception
 // handler ("Unhandled exception in client_connected_cb") and closes the connection.
