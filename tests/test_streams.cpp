@@ -1041,7 +1041,9 @@ TEST(Streams, test_multiple_drain) {
       w.close();
     };
     kettle::Server server = co_await kettle::start_server(slow, "127.0.0.1", 0);
-    auto [reader, writer] = co_await kettle::open_connection("127.0.0.1", port_of(server));
+    // Named, not a structured binding: clang 14 cannot capture those in a lambda.
+    auto conn = co_await kettle::open_connection("127.0.0.1", port_of(server));
+    StreamWriter& writer = conn.second;
     writer.set_write_buffer_limits(1024);
     // Far more than the kernel's socket buffers hold, so that most of it stays with us.
     std::string big(1 << 20, 'x');
