@@ -54,25 +54,10 @@ std::vector<AddrInfo> blocking_getaddrinfo(std::string host, std::string port, i
 }
 
 std::pair<std::string, std::string> blocking_getnameinfo(SockAddr addr, int flags) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (addr.family == AF_INET) {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(addr.port);
-    if (::inet_pton(AF_INET, addr.host.c_str(), &s4->sin_addr) != 1)
-      throw ValueError("getnameinfo(): '" + addr.host + "' is not an IPv4 address");
-    len = sizeof(sockaddr_in);
-  } else if (addr.family == AF_INET6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(addr.port);
-    if (::inet_pton(AF_INET6, addr.host.c_str(), &s6->sin6_addr) != 1)
-      throw ValueError("getnameinfo(): '" + addr.host + "' is not an IPv6 address");
-    len = sizeof(sockaddr_in6);
-  } else {
+  if (addr.family != AF_INET && addr.family != AF_INET6)
     throw ValueError("getnameinfo(): only AF_INET and AF_INET6 addresses have names");
-  }
+  sockaddr_storage ss;
+  socklen_t len = addr.to(ss);
   char host[NI_MAXHOST];
   char serv[NI_MAXSERV];
   int rc = ::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, serv,
@@ -118,11 +103,35 @@ std::string SockAddr::to_string() const {
       return "[" + host + "]:" + std::to_string(port);
     case AF_UNIX:
       if (path.empty()) return "<unnamed>";
-      if (path[0] == '\0') return "@" + path.substr(1);
+      if (path[0] == '\0') return std::string(1, '@').append(path, 1);
       return path;
     default:
       return "<unknown address>";
   }
+}
+
+socklen_t SockAddr::to(sockaddr_storage& ss) const {
+  std::memset(&ss, 0, sizeof ss);
+  if (family == AF_INET || family == AF_INET6) {
+    bool v4 = family == AF_INET;
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    ss.ss_family = sa_family_t(family);
+    (v4 ? s4->sin_port : s6->sin6_port) = htons(port);
+    void* dst = v4 ? static_cast<void*>(&s4->sin_addr) : static_cast<void*>(&s6->sin6_addr);
+    if (::inet_pton(family, host.c_str(), dst) != 1)
+      throw ValueError("'" + host + "' is not an " + (v4 ? "IPv4" : "IPv6") + " address");
+    return v4 ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  }
+  if (family != AF_UNIX) throw ValueError("unknown address family " + std::to_string(family));
+  auto* su = reinterpret_cast<sockaddr_un*>(&ss);
+  su->sun_family = AF_UNIX;
+  if (path.size() >= sizeof su->sun_path)
+    throw ValueError("Unix socket path too long (" + std::to_string(path.size()) +
+                     " bytes, at most " + std::to_string(sizeof su->sun_path - 1) + ")");
+  std::memcpy(su->sun_path, path.data(), path.size());
+  return socklen_t(offsetof(sockaddr_un, sun_path) + path.size() +
+                   (path.empty() || path[0] != '\0' ? 1 : 0));
 }
 
 SockAddr SockAddr::from(const sockaddr* sa, unsigned len) {

@@ -91,10 +91,7 @@ class ReaderCore : public LoopBound {
   void feed_data(std::string_view d) {
     if (eof_) throw RuntimeError("StreamReader.feed_data() after feed_eof()");
     if (d.empty()) return;
-    feed_raw(d.data(), d.size());
-  }
-  void feed_raw(const char* p, std::size_t n) {
-    append(p, n);
+    append(d.data(), d.size());
     after_feed();
   }
   void feed_eof() {
@@ -123,12 +120,15 @@ class ReaderCore : public LoopBound {
   WaitNode* waiter_ = nullptr;
   StreamTransport* transport_ = nullptr;
 
- private:
+  // Where a recv goes when the buffer has no room (the transport's TLS reads use it too:
+  // OpenSSL has copied those bytes before the reader can want the area).
   static char* scratch() {
     static thread_local std::unique_ptr<char[]> s;
     if (!s) s.reset(new char[kScratch]);
     return s.get();
   }
+
+ private:
   void compact() noexcept {
     std::memmove(buf_.get(), buf_.get() + head_, size());
     tail_ -= head_;
@@ -244,7 +244,7 @@ class StreamTransport final : public LoopResource,
       if (closing_) return;  // after close_notify nothing more can go (asyncio drops it)
       if (!tls_->handshake_done) {
         tls_->pending_plain.append(p, n);  // sent once the handshake is done
-        if (!write_paused_ && pending() > high_) write_paused_ = true;
+        maybe_pause_protocol();
         return;
       }
       tls_write(p, n);
@@ -294,7 +294,7 @@ class StreamTransport final : public LoopResource,
                        ") must be >= low (" + std::to_string(l) + ")");
     high_ = h;
     low_ = l;
-    if (!write_paused_ && pending() > high_) write_paused_ = true;
+    maybe_pause_protocol();
     maybe_resume_protocol();
   }
 
@@ -426,13 +426,20 @@ class StreamTransport final : public LoopResource,
     if (reading_ || read_paused_ || eof_received_ || conn_lost_) return;
     if (closing_ && !tls_handshaking()) return;
     reading_ = true;
-    sock_->async_wait(Socket::wait_read, [self = shared_from_this()](std::error_code ec) {
-      self->reading_ = false;
+    wait_until(Socket::wait_read, &StreamTransport::reading_, &StreamTransport::read_ready);
+  }
+
+  // Waits for the socket to be ready; then clears `pending` and calls `ready`, unless the
+  // connection went meanwhile.
+  void wait_until(Socket::wait_type what, bool StreamTransport::*pending,
+                  void (StreamTransport::*ready)()) {
+    sock_->async_wait(what, [self = shared_from_this(), what, pending, ready](std::error_code ec) {
+      self.get()->*pending = false;
       if (self->conn_lost_ || ec == asio::error::operation_aborted) return;
       if (ec)
-        self->fatal_error(ec, "read");
+        self->fatal_error(ec, what == Socket::wait_read ? "read" : "write");
       else
-        self->read_ready();
+        (self.get()->*ready)();
     });
   }
 
@@ -454,7 +461,7 @@ class StreamTransport final : public LoopResource,
     for (int i = 0; i < 16; ++i) {
       if (read_paused_ || conn_lost_ || (closing_ && !tls_handshaking())) return;
       std::size_t space = ReaderCore::kScratch;
-      char* p = tls_ ? tls_scratch() : reader_->prepare(space);
+      char* p = tls_ ? ReaderCore::scratch() : reader_->prepare(space);
       ssize_t k = ::recv(fd_, p, space, 0);
       if (k < 0) {
         if (errno == EINTR) continue;
@@ -475,12 +482,6 @@ class StreamTransport final : public LoopResource,
       if (std::size_t(k) < space) break;  // the socket is drained
     }
     start_reading();
-  }
-
-  static char* tls_scratch() {
-    static thread_local std::unique_ptr<char[]> s;
-    if (!s) s.reset(new char[ReaderCore::kScratch]);
-    return s.get();
   }
 
   // Runs OpenSSL on what came in: the handshake, then decryption into the reader.
@@ -527,10 +528,7 @@ class StreamTransport final : public LoopResource,
     t.handshake_done = true;
     timer_.cancel();
     t.info = ssl::detail::info_of(t.ssl, t.server_hostname);
-    while (WaitNode* n = handshake_waiters_.front()) {
-      handshake_waiters_.remove(*n);
-      n->set_done();
-    }
+    handshake_waiters_.wake_all();
     tls_flush();
     if (!t.pending_plain.empty()) {
       std::string plain = std::move(t.pending_plain);
@@ -588,7 +586,7 @@ class StreamTransport final : public LoopResource,
     }
     wbuf_.append(p, n);
     start_writing();
-    if (!write_paused_ && pending() > high_) write_paused_ = true;
+    maybe_pause_protocol();
   }
 
   // Sends what the socket takes now; false if the connection failed.
@@ -610,14 +608,7 @@ class StreamTransport final : public LoopResource,
   void start_writing() {
     if (writing_ || conn_lost_) return;
     writing_ = true;
-    sock_->async_wait(Socket::wait_write, [self = shared_from_this()](std::error_code ec) {
-      self->writing_ = false;
-      if (self->conn_lost_ || ec == asio::error::operation_aborted) return;
-      if (ec)
-        self->fatal_error(ec, "write");
-      else
-        self->write_ready();
-    });
+    wait_until(Socket::wait_write, &StreamTransport::writing_, &StreamTransport::write_ready);
   }
 
   void write_ready() {
@@ -641,13 +632,14 @@ class StreamTransport final : public LoopResource,
     }
   }
 
+  void maybe_pause_protocol() noexcept {
+    if (pending() > high_) write_paused_ = true;
+  }
+
   void maybe_resume_protocol() {
     if (!write_paused_ || pending() > low_) return;
     write_paused_ = false;
-    while (WaitNode* n = drain_waiters_.front()) {
-      drain_waiters_.remove(*n);
-      n->set_done();
-    }
+    drain_waiters_.wake_all();
   }
 
   void fatal_error(std::error_code ec, const char* op) {
@@ -860,10 +852,7 @@ class ServerCore final : public LoopResource,
 
   void maybe_wake_closed() {
     if (!closed_ || !clients_.empty()) return;
-    while (WaitNode* n = closed_waiters_.front()) {
-      closed_waiters_.remove(*n);
-      n->set_done();
-    }
+    closed_waiters_.wake_all();
   }
 
   void arm(Listener& l) {
@@ -956,22 +945,13 @@ void StreamTransport::connection_lost(std::exception_ptr exc) {
     if (reader_->transport_ == this) reader_->transport_ = nullptr;
   }
   write_paused_ = false;
-  while (WaitNode* n = drain_waiters_.front()) {
-    drain_waiters_.remove(*n);
-    n->set_done();
-  }
-  while (WaitNode* n = close_waiters_.front()) {
-    close_waiters_.remove(*n);
-    n->set_done();
-  }
+  drain_waiters_.wake_all();
+  close_waiters_.wake_all();
   if (tls_handshaking() && !handshake_exc_)
     handshake_exc_ = exc ? exc
                          : std::make_exception_ptr(ConnectionResetError(
                                "Connection lost during the TLS handshake with " + peer_desc_));
-  while (WaitNode* n = handshake_waiters_.front()) {
-    handshake_waiters_.remove(*n);
-    n->set_done();
-  }
+  handshake_waiters_.wake_all();
   timer_.cancel();
   if (loop_) {
     loop_->detach(this);
@@ -1029,10 +1009,10 @@ class ForeverWaiter : private WaitNode {
     s_.forever_ = this;
     suspend(h);
   }
-  // True if cancelled, false if the server was closed.
-  bool await_resume() noexcept {
+  // Cancelled or closed: serve_forever goes on the same way (taking the cancellation).
+  void await_resume() noexcept {
     if (s_.forever_ == this) s_.forever_ = nullptr;
-    return resumed_cancelled();
+    (void)resumed_cancelled();
   }
 
  private:
@@ -1124,32 +1104,6 @@ void ServerCore::connection_made(int fd, int family) {
 // ---------------------------------------------------------------------------------------
 // Connecting and listening.
 
-socklen_t to_sockaddr(const SockAddr& a, sockaddr_storage& ss) {
-  std::memset(&ss, 0, sizeof ss);
-  if (a.family == AF_INET) {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(a.port);
-    ::inet_pton(AF_INET, a.host.c_str(), &s4->sin_addr);
-    return sizeof(sockaddr_in);
-  }
-  if (a.family == AF_INET6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(a.port);
-    ::inet_pton(AF_INET6, a.host.c_str(), &s6->sin6_addr);
-    return sizeof(sockaddr_in6);
-  }
-  auto* su = reinterpret_cast<sockaddr_un*>(&ss);
-  su->sun_family = AF_UNIX;
-  if (a.path.size() >= sizeof su->sun_path)
-    throw ValueError("Unix socket path too long (" + std::to_string(a.path.size()) +
-                     " bytes, at most " + std::to_string(sizeof su->sun_path - 1) + ")");
-  std::memcpy(su->sun_path, a.path.data(), a.path.size());
-  return socklen_t(offsetof(sockaddr_un, sun_path) + a.path.size() +
-                   (a.path.empty() || a.path[0] != '\0' ? 1 : 0));
-}
-
 std::string describe_addr(const SockAddr& a) {
   if (a.family == AF_UNIX) return "'" + a.to_string() + "'";
   return "('" + a.host + "', " + std::to_string(a.port) + ")";
@@ -1178,7 +1132,7 @@ Coro<Socket> connect_one(SockAddr addr, std::vector<AddrInfo> locals) {
     for (const AddrInfo& l : locals) {
       if (l.family != addr.family) continue;
       sockaddr_storage ss;
-      socklen_t len = to_sockaddr(l.addr, ss);
+      socklen_t len = l.addr.to(ss);
       if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) {
         bound = true;
         break;
@@ -1191,7 +1145,7 @@ Coro<Socket> connect_one(SockAddr addr, std::vector<AddrInfo> locals) {
     }
   }
   sockaddr_storage ss;
-  socklen_t len = to_sockaddr(addr, ss);
+  socklen_t len = addr.to(ss);
   int rc;
   do {
     rc = ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
@@ -1360,7 +1314,7 @@ int listen_socket(const SockAddr& addr, const ServerConfig& o, Socket& out, Loop
     if (addr.family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
   sockaddr_storage ss;
-  socklen_t len = to_sockaddr(addr, ss);
+  socklen_t len = addr.to(ss);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0)
     raise_os_error(std::error_code(errno, std::system_category()),
                    "error while attempting to bind on address " + describe_addr(addr));
@@ -1701,13 +1655,12 @@ Coro<void> serve_forever_impl(std::shared_ptr<detail::ServerCore> s) {
   if (s->forever_) throw RuntimeError("the server is already being awaited on serve_forever()");
   if (s->closed()) throw RuntimeError("the server is closed");
   s->start_serving();
-  bool cancelled = co_await detail::ForeverWaiter(*s);
+  co_await detail::ForeverWaiter(*s);
   // Cancelled, or closed by someone else (asyncio cancels the serve_forever future then):
   // close, let the clients go, and raise CancelledError.
   s->close();
   s->for_each_client([](detail::StreamTransport& t) { t.close(); });
   co_await server_wait_closed(s);
-  (void)cancelled;
   detail::TaskBase* task = detail::running_task();
   if (task) task->throw_cancelled();
   throw CancelledError();
@@ -1747,7 +1700,7 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection_impl(
   ai.addr.family = AF_UNIX;
   ai.addr.path = std::move(path);
   sockaddr_storage ss;
-  detail::to_sockaddr(ai.addr, ss);  // ValueError for a path too long
+  ai.addr.to(ss);  // ValueError for a path too long
   options.happy_eyeballs_delay.reset();
   options.local_addr.reset();
   std::vector<AddrInfo> infos(1, std::move(ai));

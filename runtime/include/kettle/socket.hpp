@@ -36,8 +36,10 @@ struct SockAddr {
   std::string to_string() const;
   bool operator==(const SockAddr&) const = default;
 
-  // Implementation
+  // Implementation: from and to the system's form. to() raises ValueError for a host that
+  // is not a numeric address of its family or a Unix path too long.
   static SockAddr from(const sockaddr* sa, unsigned len);
+  socklen_t to(sockaddr_storage& ss) const;
 };
 
 // One result of getaddrinfo (Python's (family, type, proto, canonname, sockaddr)).

@@ -125,6 +125,14 @@ class WaitList {
     return true;
   }
 
+  // Pops every waiter and wakes it (those already done stay as they are).
+  void wake_all() {
+    while (WaitNode* n = head_) {
+      remove(*n);
+      n->set_done();
+    }
+  }
+
   // Queue._wakeup_next: pops waiters until one that is not done, and wakes it.
   bool pop_and_wake_next() {
     while (WaitNode* n = head_) {
