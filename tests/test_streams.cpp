@@ -1196,6 +1196,47 @@ TEST(Streams, slow_reader_bounds_both_buffers) {
   });
 }
 
+TEST(Streams, bulk_reads_of_every_size_see_every_byte_in_order) {
+  run_test([]() -> Coro<> {
+    // read(n) takes bytes straight from the socket into the result while the socket keeps
+    // delivering, and from the buffer otherwise: mixed with readexactly and readuntil, the
+    // bytes still come out whole and in order.
+    const std::size_t total = 24u << 20;
+    auto byte_at = [](std::size_t i) { return char((i * 7 + i / 4093) & 0xff); };
+    std::size_t checked = 0;
+    bool in_order = true;
+    kettle::ClientConnected check = [&](StreamReader r, StreamWriter w) -> Coro<> {
+      const std::ptrdiff_t sizes[] = {65536, 1, 300000, 4096, 65536, 1 << 20, 17};
+      for (std::size_t k = 0;; ++k) {
+        std::string got;
+        if (k % 11 == 5 && checked + 5000 <= total)
+          got = co_await r.readexactly(5000);
+        else
+          got = co_await r.read(sizes[k % std::size(sizes)]);
+        if (got.empty()) break;
+        for (char c : got)
+          in_order = in_order && c == byte_at(checked++);
+      }
+      w.write(std::to_string(checked));
+      w.close();
+    };
+    kettle::Server server = co_await kettle::start_server(check, "127.0.0.1", 0);
+    auto [rd, wr] = co_await kettle::open_connection("127.0.0.1", port_of(server));
+    std::string block(100'003, '\0');
+    for (std::size_t sent = 0; sent < total; sent += block.size()) {
+      std::size_t n = std::min(block.size(), total - sent);
+      for (std::size_t i = 0; i < n; ++i)
+        block[i] = byte_at(sent + i);
+      wr.write(std::string_view(block).substr(0, n));
+      co_await wr.drain();
+    }
+    wr.write_eof();
+    EXPECT_EQ(co_await rd.read(), std::to_string(total));
+    EXPECT_TRUE(in_order);
+    wr.close();
+  });
+}
+
 TEST(Streams, cancelled_drain_loses_nothing) {
   run_test([]() -> Coro<> {
     kettle::Event go;

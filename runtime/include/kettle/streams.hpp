@@ -125,7 +125,9 @@ class StreamWriter {
 
   // Waits while more than the high-water mark is buffered, until the buffer is at the
   // low-water mark. Raises the reader's exception, if any, and ConnectionResetError (or
-  // the error that broke the connection) once the connection is lost.
+  // the error that broke the connection) once the connection is lost. Beyond asyncio, it
+  // also lets the loop poll I/O once per 64 KiB written, so that a writer the kernel keeps
+  // up with cannot starve the other tasks.
   // Cancellation: nothing written is lost; the buffer is still sent.
   [[nodiscard]] Coro<void> drain();
 
