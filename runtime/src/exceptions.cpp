@@ -47,6 +47,8 @@ std::exception_ptr make_os_error(std::error_code ec, const std::string& what) {
       case EACCES:
       case EPERM:
         return std::make_exception_ptr(PermissionError(ec, what));
+      case ESRCH:
+        return std::make_exception_ptr(ProcessLookupError(ec, what));
       default:
         break;
     }

@@ -1,6 +1,7 @@
 #include "kettle/streams.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cmath>
 #include <cstring>
 #include <unordered_set>
@@ -28,6 +30,7 @@
 #include "kettle/tasks.hpp"
 #include "kettle/use_coro.hpp"
 #include "ssl_detail.hpp"
+#include "streams_detail.hpp"
 
 namespace kettle {
 namespace detail {
@@ -116,6 +119,7 @@ class ReaderCore : public LoopBound {
   std::size_t limit_;
   bool eof_ = false;
   bool paused_ = false;
+  bool unbounded_ = false;  // never pause (a subprocess being waited for must not block)
   std::exception_ptr exc_;
   bool woken_by_exception_ = false;  // the waiter's wake-up was set_exception's
   WaitNode* waiter_ = nullptr;
@@ -217,9 +221,24 @@ class StreamTransport final : public LoopResource,
     reader_->transport_ = this;
     loop_->attach(this);
   }
+  // One end of a pipe (asyncio's pipe transports): the reading end with a reader, or the
+  // writing end without one. `desc` names it in errors ("process 12's stdin").
+  StreamTransport(LoopCore& loop, Socket pipe, std::shared_ptr<ReaderCore> reader,
+                  std::string desc)
+      : reader_(std::move(reader)),
+        loop_(&loop),
+        sock_(std::move(pipe)),
+        fd_(sock_->native_handle()),
+        peer_desc_(std::move(desc)),
+        pipe_(true) {
+    if (reader_) reader_->transport_ = this;
+    loop_->attach(this);
+  }
   ~StreamTransport();
 
-  void start() { start_reading(); }
+  void start() {
+    if (reader_) start_reading();
+  }
 
   // --- reading ---
   void pause_reading() noexcept { read_paused_ = true; }
@@ -246,7 +265,7 @@ class StreamTransport final : public LoopResource,
   }
   std::size_t read_into(char* p, std::size_t n) {
     for (;;) {
-      ssize_t k = ::recv(fd_, p, n, 0);
+      ssize_t k = receive(p, n);
       if (k > 0) {
         likely_more_ = std::size_t(k) == n;
         return std::size_t(k);
@@ -287,6 +306,11 @@ class StreamTransport final : public LoopResource,
       throw RuntimeError(
           "write_eof(): a TLS connection cannot half-close (can_write_eof() is false)");
     if (closing_ || eof_written_) return;
+    if (pipe_) {  // a pipe has no half-close: its EOF is its closing, once flushed
+      close();
+      eof_written_ = true;
+      return;
+    }
     eof_written_ = true;
     if (pending() == 0) ::shutdown(fd_, SHUT_WR);
   }
@@ -477,6 +501,10 @@ class StreamTransport final : public LoopResource,
   // The peer wrote EOF.
   void eof() {
     eof_received_ = true;
+    if (pipe_) {  // nothing more can come or go: the pipe closes
+      connection_lost(nullptr);
+      return;
+    }
     if (tls_handshaking()) {
       fail(std::make_exception_ptr(
           ConnectionResetError("Connection lost during the TLS handshake with " + peer_desc_)));
@@ -493,7 +521,7 @@ class StreamTransport final : public LoopResource,
       if (read_paused_ || conn_lost_ || (closing_ && !tls_handshaking())) return;
       std::size_t space = ReaderCore::kScratch;
       char* p = tls_ ? ReaderCore::scratch() : reader_->prepare(space);
-      ssize_t k = ::recv(fd_, p, space, 0);
+      ssize_t k = receive(p, space);
       likely_more_ = std::size_t(k) == space;
       if (k < 0) {
         if (errno == EINTR) continue;
@@ -625,7 +653,7 @@ class StreamTransport final : public LoopResource,
   bool send_now(const char* p, std::size_t n, std::size_t& sent) {
     sent = 0;
     while (sent < n) {
-      ssize_t k = ::send(fd_, p + sent, n - sent, MSG_NOSIGNAL);
+      ssize_t k = transmit(p + sent, n - sent);
       if (k < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
@@ -659,7 +687,7 @@ class StreamTransport final : public LoopResource,
       start_writing();
     } else if (closing_ && !tls_handshaking()) {
       connection_lost(nullptr);
-    } else if (eof_written_) {
+    } else if (eof_written_ && !pipe_) {
       ::shutdown(fd_, SHUT_WR);
     }
   }
@@ -675,7 +703,31 @@ class StreamTransport final : public LoopResource,
   }
 
   void fatal_error(std::error_code ec, const char* op) {
-    fail(make_os_error(ec, std::string(op) + " on the connection with " + peer_desc_));
+    fail(make_os_error(ec, std::string(op) + (pipe_ ? " on " : " on the connection with ") +
+                               peer_desc_));
+  }
+
+  ssize_t receive(char* p, std::size_t n) noexcept {
+    return pipe_ ? ::read(fd_, p, n) : ::recv(fd_, p, n, 0);
+  }
+  // A write to a pipe whose reader is gone raises SIGPIPE, which would kill the program:
+  // blocked around the write, and taken back if it came (MSG_NOSIGNAL does this for sockets).
+  ssize_t transmit(const char* p, std::size_t n) noexcept {
+    if (!pipe_) return ::send(fd_, p, n, MSG_NOSIGNAL);
+    sigset_t pipe_sig, old;
+    sigemptyset(&pipe_sig);
+    sigaddset(&pipe_sig, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_sig, &old);
+    ssize_t k = ::write(fd_, p, n);
+    int e = errno;
+    if (k < 0 && e == EPIPE && !sigismember(&old, SIGPIPE)) {
+      timespec zero{};
+      while (sigtimedwait(&pipe_sig, nullptr, &zero) < 0 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    errno = e;
+    return k;
   }
   void fail(std::exception_ptr exc) {
     closing_ = true;
@@ -697,6 +749,7 @@ class StreamTransport final : public LoopResource,
   std::size_t low_ = 16 * 1024;
   std::unique_ptr<Tls> tls_;
   TimerHandle timer_;  // TLS handshake or shutdown deadline
+  bool pipe_ = false;  // a pipe's end: read/write instead of recv/send, no half-close
   bool reading_ = false;
   bool likely_more_ = false;  // the last recv filled its area: the socket may hold more
   bool writing_ = false;
@@ -708,7 +761,7 @@ class StreamTransport final : public LoopResource,
 
 void ReaderCore::after_feed() {
   wakeup_waiter();
-  if (transport_ && !paused_ && size() > 2 * limit_) {
+  if (transport_ && !paused_ && !unbounded_ && size() > 2 * limit_) {
     paused_ = true;
     transport_->pause_reading();
   }
@@ -735,7 +788,7 @@ struct WriterHandle {
   ~WriterHandle() {
     if (t->is_closing()) return;
     try {
-      if (LoopCore* l = tls_loop; l && l->owner.get_debug())
+      if (LoopCore* l = tls_loop; l && l->owner.get_debug() && !owned)
         l->owner.call_exception_handler(
             {"unclosed StreamWriter (connection with " + t->peer() + ")", nullptr, {}});
       t->close();
@@ -744,6 +797,7 @@ struct WriterHandle {
     }
   }
   std::shared_ptr<StreamTransport> t;
+  bool owned = false;  // a subprocess's pipe: closing it with the Process is not a leak
 };
 
 // The options, owned: copied from the caller's views when the call is made.
@@ -1369,6 +1423,29 @@ void check_options(const ServerConfig& o) {
     throw ValueError("start_server(): ssl needs a PROTOCOL_TLS_SERVER context");
   if (!(o.ssl_handshake_timeout > 0) || !(o.ssl_shutdown_timeout > 0))
     throw ValueError("start_server(): the ssl timeouts should be positive numbers");
+}
+
+PipeReader make_pipe_reader(LoopCore& loop, int fd, std::size_t limit, std::string desc) {
+  auto core = std::make_shared<ReaderCore>(limit);
+  auto t = std::make_shared<StreamTransport>(loop, adopt(loop, fd, AF_UNIX), core,
+                                             std::move(desc));
+  t->start();
+  auto closer = std::make_shared<WriterHandle>(t);
+  closer->owned = true;
+  return {StreamReader(core), std::move(closer), core};
+}
+
+StreamWriter make_pipe_writer(LoopCore& loop, int fd, std::string desc) {
+  auto t = std::make_shared<StreamTransport>(loop, adopt(loop, fd, AF_UNIX), nullptr,
+                                             std::move(desc));
+  auto h = std::make_shared<WriterHandle>(t);
+  h->owned = true;
+  return StreamWriter(std::move(h));
+}
+
+void set_unbounded(ReaderCore& reader, bool on) {
+  reader.unbounded_ = on;
+  if (on) reader.resume_for_wait();
 }
 
 }  // namespace detail

@@ -165,6 +165,10 @@ class PermissionError : public OSError {
  public:
   using OSError::OSError;
 };
+class ProcessLookupError : public OSError {
+ public:
+  using OSError::OSError;
+};
 class ConnectionError : public OSError {
  public:
   using OSError::OSError;

@@ -13,6 +13,7 @@
 #include "kettle/runners.hpp"
 #include "kettle/socket.hpp"
 #include "kettle/streams.hpp"
+#include "kettle/subprocess.hpp"
 #include "kettle/taskgroups.hpp"
 #include "kettle/tasks.hpp"
 #include "kettle/threads.hpp"
