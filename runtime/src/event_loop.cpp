@@ -8,6 +8,7 @@
 
 #include "kettle/executors/thread_pool.hpp"
 #include "kettle/futures.hpp"
+#include "unix_events.hpp"
 
 namespace kettle {
 
@@ -289,6 +290,7 @@ void EventLoop::close() {
     t->release();
   // Sockets and servers still open close now, while their io_context exists.
   core_.close_resources();
+  signals_.reset();  // Asio's signal_set goes while its io_context still exists
 }
 
 void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {

@@ -1,5 +1,11 @@
 #include "kettle/runners.hpp"
 
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "interrupts.hpp"
+
 namespace kettle::detail {
 
 void check_can_start_run() {
@@ -50,6 +56,58 @@ void finish_run(EventLoop& loop) noexcept {
     loop.close();
   } catch (...) {
   }
+}
+
+Interrupts::Interrupts(EventLoop& loop, TaskRef main, const RunOptions& options)
+    : loop_(loop), main_(std::move(main)) {
+  if (::syscall(SYS_gettid) != ::getpid()) return;  // not the main thread: left alone
+  const int sigs[2] = {SIGINT, options.handle_sigterm ? SIGTERM : 0};
+  for (int i = 0; i < 2; ++i) {
+    struct sigaction sa {};
+    // Only where nobody else decided what the signal does (as asyncio.Runner).
+    if (!sigs[i] || ::sigaction(sigs[i], nullptr, &sa) != 0 || (sa.sa_flags & SA_SIGINFO) ||
+        sa.sa_handler != SIG_DFL)
+      continue;
+    int sig = sigs[i];
+    loop.add_signal_handler(sig, [this, sig] { on_signal(sig); });
+    tags_[i] = loop.signal_handler_tag(sig);
+  }
+}
+
+Interrupts::~Interrupts() {
+  if (count_ > 0) run_interrupted = false;
+  if (loop_.is_closed()) return;  // close() removed every handler
+  const int sigs[2] = {SIGINT, SIGTERM};
+  for (int i = 0; i < 2; ++i)
+    if (tags_[i] && loop_.signal_handler_tag(sigs[i]) == tags_[i])  // still ours
+      loop_.remove_signal_handler(sigs[i]);
+}
+
+void Interrupts::on_signal(int sig) {
+  if (++count_ == 1) {
+    signal_ = sig;
+    run_interrupted = true;
+  }
+  if (count_ == 1 && !main_.done()) {
+    main_.cancel();
+    return;
+  }
+  loop_.stop();  // the second one: run_until_complete stops waiting for the main task
+}
+
+void Interrupts::raise_if_interrupted() {
+  bool interrupted = false;
+  if (count_ > 0) {
+    try {
+      throw;
+    } catch (const CancelledError&) {
+      interrupted = main_.uncancel() == 0;
+    } catch (...) {
+      interrupted = count_ > 1;  // "Event loop stopped before ...": the second signal
+    }
+  }
+  finish_run(loop_);
+  if (interrupted) throw KeyboardInterrupt(signal_);
 }
 
 }  // namespace kettle::detail

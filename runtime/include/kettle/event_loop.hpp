@@ -39,6 +39,9 @@
 namespace kettle {
 
 class EventLoop;
+namespace detail {
+struct SignalHandlers;
+}
 class Handle;
 class TimerHandle;
 class ThreadPoolExecutor;
@@ -151,6 +154,15 @@ class EventLoop {
   void call_exception_handler(const ExceptionContext& context) noexcept;
   static void default_exception_handler(const ExceptionContext& context) noexcept;
 
+  // asyncio's loop.add_signal_handler (Unix): fn runs as a callback of this loop each time
+  // `sig` arrives, never inside the signal handler itself. Replaces this loop's previous
+  // handler of sig. Only the main thread's loop may install one (RuntimeError otherwise);
+  // ValueError for a number that is no signal, RuntimeError for one that cannot be caught
+  // (SIGKILL, SIGSTOP). Built on asio::signal_set. close() removes them all.
+  void add_signal_handler(int sig, std::function<void()> fn);
+  // Removes the handler and restores the default disposition; false if there was none.
+  bool remove_signal_handler(int sig);
+
   // Debug mode: foreign-thread calls raise RuntimeError.
   void set_debug(bool enabled) noexcept { debug_ = enabled; }
   bool get_debug() const noexcept { return debug_; }
@@ -171,6 +183,9 @@ class EventLoop {
   void check_thread() const;   // in debug mode, RuntimeError if called from another thread
   void check_can_run() const;  // RuntimeError if this or another loop runs on this thread
   void schedule_threadsafe(Handle::Node* node);
+  // Which add_signal_handler call installed sig's handler (0: none), so that kettle::run
+  // removes only its own.
+  std::uint64_t signal_handler_tag(int sig) const noexcept;
 
  private:
   template <class F>
@@ -185,6 +200,7 @@ class EventLoop {
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   detail::LoopCore core_{*this};
   std::unique_ptr<ThreadPoolExecutor> default_executor_;
+  std::unique_ptr<detail::SignalHandlers> signals_;
   ExceptionHandler handler_;
   std::thread::id thread_{};
   std::atomic<bool> running_{false};

@@ -43,6 +43,22 @@ class CancelledError {
   std::string message_;
 };
 
+// Python's KeyboardInterrupt: kettle::run raises it when Ctrl-C (SIGINT; SIGTERM too with
+// RunOptions::handle_sigterm) interrupted the program, once the main task has unwound. Like
+// CancelledError, not a std::exception, so that `catch (const std::exception&)` in user code
+// does not swallow it. A program that lets it end main should exit with 128 + signal().
+class KeyboardInterrupt {
+ public:
+  explicit KeyboardInterrupt(int sig = 2) noexcept : signal_(sig) {}
+  int signal() const noexcept { return signal_; }
+  const char* what() const noexcept {
+    return signal_ == 2 ? "KeyboardInterrupt (SIGINT)" : "KeyboardInterrupt (termination signal)";
+  }
+
+ private:
+  int signal_;
+};
+
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

@@ -7,8 +7,17 @@
 // rethrows its exception). On the way out it cancels every task still pending, waits for
 // them, reports their errors (other than cancellation) to the exception handler, and
 // closes the loop. RuntimeError if a loop is already running on this thread.
+//
+// Ctrl-C, as asyncio.Runner: on the main thread, if SIGINT has its default disposition,
+// the first SIGINT cancels the main task; if that task then ends cancelled (and
+// uncancel() returns 0: the cancellation was not its own business), run() raises
+// KeyboardInterrupt after the usual cleanup, so destructors, catch blocks and TaskGroup
+// cleanup all run. A second SIGINT stops waiting for the main task: the remaining tasks are
+// cancelled and awaited, and KeyboardInterrupt comes out at once. The default disposition
+// is back when run() returns. RunOptions::handle_sigterm treats SIGTERM the same way.
 #pragma once
 
+#include <cstdint>
 #include <type_traits>
 #include <utility>
 
@@ -21,6 +30,7 @@ namespace kettle {
 struct RunOptions {
   bool debug = false;                  // EventLoop::set_debug
   ExceptionHandler exception_handler;  // if set, installed on the loop
+  bool handle_sigterm = false;         // SIGTERM as SIGINT (containers stop programs so)
 };
 
 template <class T>
@@ -34,6 +44,26 @@ void check_can_start_run();
 void prepare_run(EventLoop& loop, RunOptions& options);
 // Cancels the tasks left, waits for them, reports their errors, closes the loop.
 void finish_run(EventLoop& loop) noexcept;
+
+// asyncio.Runner's SIGINT handling around one run().
+class Interrupts {
+ public:
+  Interrupts(EventLoop& loop, TaskRef main, const RunOptions& options);
+  ~Interrupts();
+  Interrupts(const Interrupts&) = delete;
+  Interrupts& operator=(const Interrupts&) = delete;
+  // Called with run_until_complete's exception in flight: after finish_run(), throws
+  // KeyboardInterrupt if a signal is why the main task ended; else returns.
+  void raise_if_interrupted();
+
+ private:
+  void on_signal(int sig);
+  EventLoop& loop_;
+  TaskRef main_;
+  std::uint64_t tags_[2] = {0, 0};
+  int signal_ = 0;
+  int count_ = 0;
+};
 }  // namespace detail
 
 template <class T>
@@ -41,17 +71,19 @@ T run(Coro<T> main, RunOptions options) {
   detail::check_can_start_run();
   EventLoop loop;
   detail::prepare_run(loop, options);
+  Task<T> task = detail::make_task(loop.core(), std::move(main), {});
+  detail::Interrupts interrupts(loop, task, options);
   try {
     if constexpr (std::is_void_v<T>) {
-      loop.run_until_complete(std::move(main));
+      loop.run_until_complete(task);
       detail::finish_run(loop);
     } else {
-      T result = loop.run_until_complete(std::move(main));
+      T result = loop.run_until_complete(task);
       detail::finish_run(loop);
       return result;
     }
   } catch (...) {
-    detail::finish_run(loop);
+    interrupts.raise_if_interrupted();
     throw;
   }
 }

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "../interrupts.hpp"
+
 namespace kettle {
 
 std::size_t cpu_count() noexcept {
@@ -44,6 +46,7 @@ void report_process_error(const std::string& name, std::exception_ptr e) noexcep
 }  // namespace detail::proc
 
 Process::~Process() {
+  if (done_ && detail::run_interrupted) terminate();  // Ctrl-C: the parent decides
   if (done_) join();
 }
 

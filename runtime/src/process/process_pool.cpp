@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include "../interrupts.hpp"
+
 namespace kettle {
 
 ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolOptions options) {
@@ -28,6 +30,7 @@ void ProcessPoolExecutor::init(ProcessPoolOptions options, std::string init_fram
 }
 
 ProcessPoolExecutor::~ProcessPoolExecutor() {
+  if (detail::run_interrupted) terminate_workers();  // Ctrl-C: no waiting for their work
   core_->shutdown(true, false);
   core_->release();
 }

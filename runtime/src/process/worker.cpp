@@ -38,6 +38,15 @@ namespace {
 bool main_wrapped = false;
 std::uint64_t running_task = 0;  // in a worker: the id of the task being run
 
+// Ctrl-C reaches a terminal's whole process group: workers ignore it, and the parent (whose
+// kettle::run turns it into KeyboardInterrupt) decides what becomes of them. No worker
+// traceback, no half-finished task. A handler inherited through fork() (kettle::run's,
+// writing into the parent's Asio pipe) would report the signal to the parent a second time.
+void leave_signals_to_the_parent() noexcept {
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_DFL);
+}
+
 void close_from(int first) noexcept {
 #ifdef SYS_close_range
   if (::syscall(SYS_close_range, first, ~0U, 0) == 0) return;
@@ -367,6 +376,7 @@ int fork_server(int fd) {
   pid_t pid = ::fork();
   if (pid < 0) throw RuntimeError(std::string("kettle: fork failed: ") + std::strerror(errno));
   if (pid == 0) {
+    leave_signals_to_the_parent();
     ::dup2(fd, 3);
     close_from(4);
     run_server(3);
@@ -398,6 +408,7 @@ void check_role(const std::string& role) {
 }
 
 void run_role(const char* role) {
+  leave_signals_to_the_parent();
   std::string r = role;
   check_role(r);
   pid_t ppid = ::getppid();

@@ -1,0 +1,25 @@
+// Internal: a loop's signal handlers (asyncio's unix_events add_signal_handler).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include <asio/signal_set.hpp>
+
+namespace kettle::detail {
+
+struct SignalHandlers {
+  explicit SignalHandlers(asio::io_context& io) : set(io) {}
+  struct Entry {
+    std::function<void()> fn;
+    std::uint64_t tag;
+  };
+  asio::signal_set set;
+  std::map<int, Entry> handlers;
+  bool waiting = false;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+};
+
+}  // namespace kettle::detail
