@@ -415,6 +415,33 @@ Coro<> tcp_bulk() {
   w.close();
 }
 
+// 1000 x spawn /bin/true and wait for it.
+Coro<> spawn_1k() {
+  constexpr int n = 1000;
+  for (int i = 0; i < 20; ++i)  // warm-up
+    co_await (co_await kettle::create_subprocess_exec("/bin/true")).wait();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    auto p = co_await kettle::create_subprocess_exec("/bin/true");
+    if (co_await p.wait() != 0) std::abort();
+  }
+  bench::report("spawn_1k", "us_per_spawn", bench::seconds_since(t0) * 1e6 / n);
+}
+
+// 100 MiB through cat with communicate().
+Coro<> communicate_100m() {
+  constexpr std::size_t total = 100u << 20;
+  std::string data(total, 'c');
+  auto p = co_await kettle::create_subprocess_exec(
+      "cat", kettle::subprocess::Options{.stdin_ = kettle::subprocess::PIPE,
+                                         .stdout_ = kettle::subprocess::PIPE});
+  auto t0 = std::chrono::steady_clock::now();
+  auto [out, err] = co_await p.communicate(std::move(data));
+  if (out.size() != total) std::abort();
+  bench::report("communicate_100m", "ms_per_gib",
+                bench::seconds_since(t0) * 1e3 * double(1u << 30) / total);
+}
+
 // 1 000 000 short lines from a socket, read with readline().
 Coro<> liner(kettle::StreamReader r, kettle::StreamWriter w) {
   std::string chunk;
@@ -522,6 +549,8 @@ int main(int argc, char** argv) {
       {"tcp_pingpong", tcp_pingpong},
       {"tcp_pingpong_100", tcp_pingpong_100},
       {"tcp_bulk", tcp_bulk},
+      {"spawn_1k", spawn_1k},
+      {"communicate_100m", communicate_100m},
       {"readline_1m", readline_1m},
       {"idle_10k", idle_10k},
       {"tls_pingpong", tls_pingpong},

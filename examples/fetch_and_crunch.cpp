@@ -7,6 +7,7 @@
 // records its longest gap: the loop never blocks, whatever the CPU work does.
 //
 // The Python equivalent would be asyncio + loop.run_in_executor(ProcessPoolExecutor(), ...).
+// Ctrl-C stops it cleanly: it prints that it was interrupted and exits with status 130.
 #include <chrono>
 #include <cstdint>
 #include <iomanip>
@@ -72,6 +73,7 @@ kettle::Coro<> amain() {
   double longest_gap = 0;
   kettle::Task<> beat = kettle::create_task(heartbeat(stop, longest_gap));
 
+  std::cout << "Fetching and crunching " << datasets << " datasets..." << std::endl;
   auto t0 = Clock::now();
   std::vector<kettle::Coro<Report>> jobs;
   for (int id = 0; id < datasets; ++id)
@@ -95,5 +97,12 @@ kettle::Coro<> amain() {
 }
 
 int main() {
-  kettle::run(amain());
+  try {
+    kettle::run(amain());
+  } catch (const kettle::KeyboardInterrupt& k) {
+    // Ctrl-C: the fetches were cancelled, the pool's workers terminated; as Python, exit
+    // with 128 + the signal's number.
+    std::cout << "Interrupted: nothing more was fetched or crunched" << std::endl;
+    return 128 + k.signal();
+  }
 }

@@ -409,6 +409,23 @@ TEST(Subprocess, cancelled_communicate_keeps_what_was_read) {
   });
 }
 
+TEST(Subprocess, communicate_after_a_timeout_continues_the_input_once) {
+  run_test([]() -> Coro<> {
+    // cat reads nothing for a while: the pipe fills and the first call times out with part
+    // of the input sent. The second call sends the rest (not the whole again).
+    std::string data(4 << 20, '\0');
+    for (std::size_t i = 0; i < data.size(); ++i)
+      data[i] = char('a' + i % 23);
+    Process p =
+        co_await create_subprocess_shell("sleep 0.5; cat", {.stdin_ = PIPE, .stdout_ = PIPE});
+    CO_EXPECT_THROW(co_await p.communicate(data, 0.1), kettle::subprocess::TimeoutExpired);
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(out.size(), data.size());
+    EXPECT_TRUE(out == data);
+    EXPECT_EQ(p.returncode(), 0);
+  });
+}
+
 TEST(Subprocess, test_cancel_process_wait) {
   run_test([]() -> Coro<> {
     Process p = co_await create_subprocess_exec("sleep", "30");

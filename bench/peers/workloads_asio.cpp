@@ -17,13 +17,17 @@
 #include <asio/write.hpp>
 
 #include <netinet/tcp.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <string>
 #include <thread>
 
 #include "../workload_report.hpp"
+
+extern char** environ;
 
 using namespace std::chrono_literals;
 
@@ -291,6 +295,26 @@ void readline_1m() {
   io.run();
 }
 
+// The floor for spawn_1k: posix_spawn + waitpid, no event loop at all.
+void spawn_1k() {
+  constexpr int n = 1000;
+  char prog[] = "/bin/true";
+  char* argv[] = {prog, nullptr};
+  auto once = [&] {
+    pid_t pid;
+    if (::posix_spawn(&pid, prog, nullptr, nullptr, argv, environ) != 0) std::abort();
+    int st;
+    ::waitpid(pid, &st, 0);
+    if (st != 0) std::abort();
+  };
+  for (int i = 0; i < 20; ++i)
+    once();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i)
+    once();
+  bench::report("spawn_1k", "us_per_spawn", bench::seconds_since(t0) * 1e6 / n);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -299,7 +323,8 @@ int main(int argc, char** argv) {
       {"gather_100k", gather_100k},   {"sleep0_1m", sleep0_1m},
       {"switch_1m", switch_1m},       {"sleep_100k", sleep_100k},
       {"tcp_pingpong", tcp_pingpong}, {"tcp_pingpong_100", tcp_pingpong_100},
-      {"tcp_bulk", tcp_bulk},         {"readline_1m", readline_1m},
+      {"tcp_bulk", tcp_bulk},         {"spawn_1k", spawn_1k},
+      {"readline_1m", readline_1m},
   };
   return bench::main(argc, argv, workloads, [](Workload w) { w(); });
 }

@@ -422,7 +422,31 @@ async def tls_pingpong():
     server.close()
 
 
-WORKLOADS = {"gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
+async def spawn_1k():
+    n = 1000
+    for _ in range(20):  # warm-up
+        p = await asyncio.create_subprocess_exec("/bin/true")
+        await p.wait()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        p = await asyncio.create_subprocess_exec("/bin/true")
+        assert await p.wait() == 0
+    report("spawn_1k", "us_per_spawn", (time.perf_counter() - t0) * 1e6 / n)
+
+
+async def communicate_100m():
+    total = 100 << 20
+    data = b"c" * total
+    p = await asyncio.create_subprocess_exec("cat", stdin=asyncio.subprocess.PIPE,
+                                             stdout=asyncio.subprocess.PIPE)
+    t0 = time.perf_counter()
+    out, _ = await p.communicate(data)
+    assert len(out) == total
+    report("communicate_100m", "ms_per_gib", (time.perf_counter() - t0) * 1e3 * (1 << 30) / total)
+
+
+WORKLOADS = {"spawn_1k": spawn_1k, "communicate_100m": communicate_100m,
+             "gather_100k": gather_100k, "sleep0_1m": sleep0_1m, "switch_1m": switch_1m,
              "sleep_100k": sleep_100k, "cancel_100k": cancel_100k,
              "wait_for_ready": wait_for_ready, "queue_1m": queue_1m, "lock_handoff": lock_handoff,
              "event_pingpong": event_pingpong, "to_thread_20k": to_thread_20k,

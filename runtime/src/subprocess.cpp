@@ -104,9 +104,9 @@ struct ProcessState final : LoopResource, std::enable_shared_from_this<ProcessSt
     if (rc < 0) {
       int e = errno;
       if (e == EINVAL) throw ValueError("send_signal(): invalid signal " + std::to_string(sig));
-      raise_os_error(std::error_code(e, std::system_category()),
-                     std::string("cannot signal process ") + (group ? "group " : "") +
-                         std::to_string(pid));
+      raise_os_error(
+          std::error_code(e, std::system_category()),
+          std::string("cannot signal process ") + (group ? "group " : "") + std::to_string(pid));
     }
   }
 
@@ -122,8 +122,10 @@ struct ProcessState final : LoopResource, std::enable_shared_from_this<ProcessSt
   std::optional<StreamWriter> in;
   std::optional<PipeReader> out, err;
   // communicate()'s progress, kept across a timeout or a cancellation.
-  bool input_sent = false;
-  int waiting = 0;  // wait() calls pending
+  bool input_taken = false;
+  std::string input;           // communicate()'s, until it is all in the pipe
+  std::size_t input_sent = 0;  // bytes of it written so far
+  int waiting = 0;             // wait() calls pending
   std::string out_so_far, err_so_far;
 };
 
@@ -212,14 +214,26 @@ Coro<> feed_input(std::shared_ptr<detail::ProcessState> st, std::string input) {
   if (!st->in) co_return;
   StreamWriter w = *st->in;
   try {
-    if (!st->input_sent) {
-      st->input_sent = true;  // in the pipe's buffer now: a later call does not send it again
-      if (!input.empty() && !w.is_closing()) w.write(input);
+    // The first call's input is the input (as Popen.communicate): a call cancelled or timed
+    // out half-way is continued, not repeated, by the next one. It goes in slices, each
+    // drained, so that the writer's buffer stays small (and in cache) whatever its size.
+    if (!st->input_taken) {
+      st->input = std::move(input);
+      st->input_taken = true;
+    }
+    constexpr std::size_t kSlice = 256 * 1024;
+    while (st->input_sent < st->input.size() && !w.is_closing()) {
+      std::size_t n = std::min(kSlice, st->input.size() - st->input_sent);
+      w.write(std::string_view(st->input).substr(st->input_sent, n));
+      st->input_sent += n;
+      co_await w.drain();
     }
     if (!w.is_closing()) co_await w.drain();
   } catch (const BrokenPipeError&) {  // it does not read its input: as asyncio, go on
   } catch (const ConnectionResetError&) {
   }
+  st->input = {};
+  st->input_sent = 0;
   w.close();  // after what is buffered has gone
 }
 
@@ -227,7 +241,10 @@ Coro<> collect(StreamReader r, std::string& into) {
   for (;;) {
     std::string chunk = co_await r.read(1 << 16);
     if (chunk.empty()) co_return;
-    into += chunk;
+    if (into.empty())
+      into = std::move(chunk);
+    else
+      into += chunk;
   }
 }
 
