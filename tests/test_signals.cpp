@@ -63,6 +63,9 @@ TEST(UnixEvents, test_add_signal_handler) {
       got.set();
     });
     EXPECT_FALSE(default_disposition(SIGUSR1));
+    struct sigaction sa {};
+    ::sigaction(SIGUSR1, nullptr, &sa);
+    EXPECT_TRUE(sa.sa_flags & SA_RESTART);  // no EINTR for blocking calls in other threads
     interrupt_self(SIGUSR1);
     events.push_back("sent");
     co_await got.wait();
@@ -253,6 +256,23 @@ TEST(RunnerSigint, second_sigint_raises_at_once) {
   EXPECT_EQ(events, (std::vector<std::string>{"first: ignored", "second: cancelled at shutdown"}));
 }
 
+TEST(RunnerSigint, default_disposition_is_back_during_the_cleanup) {
+  // Once the main task is over, a Ctrl-C no longer stops the loop under the cleanup (which
+  // here waits for a thread): SIGINT has its default disposition again, as with asyncio.
+  bool default_during_cleanup = false;
+  kettle::run([&]() -> Coro<> {
+    EXPECT_FALSE(default_disposition(SIGINT));
+    auto late = [&] {
+      std::this_thread::sleep_for(200ms);
+      default_during_cleanup = default_disposition(SIGINT);
+    };
+    auto t = kettle::create_task(kettle::to_thread(late));
+    co_await kettle::sleep(0.05);  // it has started: cancelling t cannot stop it
+    // run() cancels t, then waits for the thread in shutdown_default_executor.
+  }());
+  EXPECT_TRUE(default_during_cleanup);
+}
+
 TEST(RunnerSigint, handle_sigterm) {
   kettle::RunOptions options;
   options.handle_sigterm = true;
@@ -287,6 +307,9 @@ TEST(RunnerSigint, test_signal_install_not_supported_ok_and_custom_handler_left_
       co_await kettle::sleep(0.001);
   }());
   EXPECT_EQ(custom_handler_ran, 1);
+  struct sigaction after {};
+  ::sigaction(SIGINT, nullptr, &after);
+  EXPECT_EQ(after.sa_handler, mine.sa_handler);  // still the user's
   ::sigaction(SIGINT, &old, nullptr);
   // Not on the main thread: nothing installed either.
   std::thread([] {
@@ -314,7 +337,10 @@ TEST(RunnerSigint, helper_ctrl_c_program) {
       kettle::ProcessPoolExecutor pool(kettle::ProcessPoolOptions{.max_workers = 2});
       auto busy = pool.submit(sleep_and_return, 60000, 1);
       co_await pool.submit(sleep_and_return, 0, 2);  // both workers are up
-      auto sub = co_await kettle::create_subprocess_exec("sleep", "60");
+      // A child that ignores SIGINT, as a daemon might: killed by kill_on_drop.
+      auto sub = co_await kettle::create_subprocess_exec(
+          "sh", "-c", "trap '' INT; exec sleep 60",
+          kettle::subprocess::Options{.kill_on_drop = true});
       auto thread_work = kettle::create_task(kettle::to_thread(sleep_and_return, 300, 3));
       for (int p : pool.worker_pids())
         write("pid " + std::to_string(p));

@@ -479,6 +479,25 @@ TEST(Subprocess, dropped_process_is_reaped_and_kill_on_drop_kills) {
   EXPECT_EQ(open_fds(), fds_before);
 }
 
+TEST(Subprocess, dropping_a_process_closes_its_pipes) {
+  std::size_t fds_before = open_fds();
+  run_test([]() -> Coro<> {
+    pid_t cat = 0, chatty = 0;
+    {
+      // cat exits only when its stdin closes; the other writes far more than the reader's
+      // pause threshold and exits only when its stdout is gone (SIGPIPE).
+      Process a = co_await create_subprocess_exec("cat", Options{.stdin_ = PIPE, .stdout_ = PIPE});
+      Process b = co_await create_subprocess_exec("yes", Options{.stdout_ = PIPE});
+      cat = a.pid();
+      chatty = b.pid();
+    }
+    for (int i = 0; i < 500 && !children().empty(); ++i)
+      co_await kettle::sleep(0.02);
+    EXPECT_TRUE(children().empty()) << "cat " << cat << ", yes " << chatty;
+  });
+  EXPECT_EQ(open_fds(), fds_before);
+}
+
 TEST(Subprocess, loop_closing_under_a_running_child_leaves_no_zombie) {
   std::size_t fds_before = open_fds();
   Process* leaked = nullptr;
@@ -490,6 +509,9 @@ TEST(Subprocess, loop_closing_under_a_running_child_leaves_no_zombie) {
   EXPECT_FALSE(leaked->returncode().has_value());
   delete leaked;
   EXPECT_TRUE(no_children_soon());
+  // The reaper thread closes the pidfd just after reaping.
+  for (int i = 0; i < 500 && open_fds() != fds_before; ++i)
+    std::this_thread::sleep_for(10ms);
   EXPECT_EQ(open_fds(), fds_before);
 }
 

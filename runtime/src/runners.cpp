@@ -71,19 +71,32 @@ Interrupts::Interrupts(EventLoop& loop, TaskRef main, const RunOptions& options)
     int sig = sigs[i];
     loop.add_signal_handler(sig, [this, sig] { on_signal(sig); });
     tags_[i] = loop.signal_handler_tag(sig);
+    armed_ = true;
   }
 }
 
 Interrupts::~Interrupts() {
-  if (count_ > 0) run_interrupted = false;
+  disarm();
+  run_interrupted = false;
+}
+
+void Interrupts::disarm(bool interrupted) noexcept {
+  if (!interrupted) run_interrupted = false;  // the main task carried on: pools wait again
+  if (!armed_) return;
+  armed_ = false;
   if (loop_.is_closed()) return;  // close() removed every handler
   const int sigs[2] = {SIGINT, SIGTERM};
-  for (int i = 0; i < 2; ++i)
-    if (tags_[i] && loop_.signal_handler_tag(sigs[i]) == tags_[i])  // still ours
-      loop_.remove_signal_handler(sigs[i]);
+  for (int i = 0; i < 2; ++i) {
+    try {
+      if (tags_[i] && loop_.signal_handler_tag(sigs[i]) == tags_[i])  // still ours
+        loop_.remove_signal_handler(sigs[i]);
+    } catch (...) {  // (only a foreign thread could make it throw)
+    }
+  }
 }
 
 void Interrupts::on_signal(int sig) {
+  if (!armed_) return;
   if (++count_ == 1) {
     signal_ = sig;
     run_interrupted = true;
@@ -106,6 +119,7 @@ void Interrupts::raise_if_interrupted() {
       interrupted = count_ > 1;  // "Event loop stopped before ...": the second signal
     }
   }
+  disarm(interrupted);
   finish_run(loop_);
   if (interrupted) throw KeyboardInterrupt(signal_);
 }

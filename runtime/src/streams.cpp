@@ -1,9 +1,9 @@
 #include "kettle/streams.hpp"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,8 +13,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <unordered_set>
 
@@ -223,8 +223,7 @@ class StreamTransport final : public LoopResource,
   }
   // One end of a pipe (asyncio's pipe transports): the reading end with a reader, or the
   // writing end without one. `desc` names it in errors ("process 12's stdin").
-  StreamTransport(LoopCore& loop, Socket pipe, std::shared_ptr<ReaderCore> reader,
-                  std::string desc)
+  StreamTransport(LoopCore& loop, Socket pipe, std::shared_ptr<ReaderCore> reader, std::string desc)
       : reader_(std::move(reader)),
         loop_(&loop),
         sock_(std::move(pipe)),
@@ -703,8 +702,8 @@ class StreamTransport final : public LoopResource,
   }
 
   void fatal_error(std::error_code ec, const char* op) {
-    fail(make_os_error(ec, std::string(op) + (pipe_ ? " on " : " on the connection with ") +
-                               peer_desc_));
+    fail(make_os_error(
+        ec, std::string(op) + (pipe_ ? " on " : " on the connection with ") + peer_desc_));
   }
 
   ssize_t receive(char* p, std::size_t n) noexcept {
@@ -1427,8 +1426,7 @@ void check_options(const ServerConfig& o) {
 
 PipeReader make_pipe_reader(LoopCore& loop, int fd, std::size_t limit, std::string desc) {
   auto core = std::make_shared<ReaderCore>(limit);
-  auto t = std::make_shared<StreamTransport>(loop, adopt(loop, fd, AF_UNIX), core,
-                                             std::move(desc));
+  auto t = std::make_shared<StreamTransport>(loop, adopt(loop, fd, AF_UNIX), core, std::move(desc));
   t->start();
   auto closer = std::make_shared<WriterHandle>(t);
   closer->owned = true;
@@ -1436,8 +1434,8 @@ PipeReader make_pipe_reader(LoopCore& loop, int fd, std::size_t limit, std::stri
 }
 
 StreamWriter make_pipe_writer(LoopCore& loop, int fd, std::string desc) {
-  auto t = std::make_shared<StreamTransport>(loop, adopt(loop, fd, AF_UNIX), nullptr,
-                                             std::move(desc));
+  auto t =
+      std::make_shared<StreamTransport>(loop, adopt(loop, fd, AF_UNIX), nullptr, std::move(desc));
   auto h = std::make_shared<WriterHandle>(t);
   h->owned = true;
   return StreamWriter(std::move(h));

@@ -166,6 +166,11 @@ Process::~Process() {
     } catch (...) {  // it is exiting already
     }
   }
+  // Its pipes close now (a cat whose stdin stays open would never exit); the state lives
+  // on, for the reaping, while the child runs.
+  st_->in.reset();
+  st_->out.reset();
+  st_->err.reset();
 }
 
 pid_t Process::pid() const noexcept {
@@ -447,19 +452,29 @@ std::shared_ptr<detail::ProcessState> spawn(std::string program, std::vector<std
     }
     if (child >= 0) posix_spawn_file_actions_adddup2(&fa.fa, child, i);  // dup2(i, i) keeps it open
   }
-  // Only 0-2 and pass_fds go to the child: what is not close-on-exec is closed there.
-  for (int fd : c.pass_fds)
+  // Only 0-2 and pass_fds go to the child: everything above the highest passed one is
+  // closed there (even what another thread opens meanwhile), and below it what is not
+  // close-on-exec.
+  int top = 2;
+  for (int fd : c.pass_fds) {
     posix_spawn_file_actions_adddup2(&fa.fa, fd, fd);  // clears close-on-exec (glibc >= 2.29)
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    int self = ::dirfd(d);
-    while (dirent* e = ::readdir(d)) {
-      int fd = std::atoi(e->d_name);
-      if (fd <= 2 || fd == self || std::count(c.pass_fds.begin(), c.pass_fds.end(), fd)) continue;
-      int flags = ::fcntl(fd, F_GETFD);
-      if (flags >= 0 && !(flags & FD_CLOEXEC)) posix_spawn_file_actions_addclose(&fa.fa, fd);
-    }
-    ::closedir(d);
+    top = std::max(top, fd);
   }
+  if (top > 2) {
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      int self = ::dirfd(d);
+      while (dirent* e = ::readdir(d)) {
+        int fd = std::atoi(e->d_name);
+        if (fd <= 2 || fd >= top || fd == self ||
+            std::count(c.pass_fds.begin(), c.pass_fds.end(), fd))
+          continue;
+        int flags = ::fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC)) posix_spawn_file_actions_addclose(&fa.fa, fd);
+      }
+      ::closedir(d);
+    }
+  }
+  posix_spawn_file_actions_addclosefrom_np(&fa.fa, top + 1);
   if (!c.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa.fa, c.cwd.c_str());
 
   SpawnAttr attr;
@@ -505,7 +520,15 @@ std::shared_ptr<detail::ProcessState> spawn(std::string program, std::vector<std
     ::waitpid(pid, nullptr, 0);
     raise_errno(e, "pidfd_open");
   }
-  auto st = std::make_shared<detail::ProcessState>(*loop, pid, pidfd);
+  std::shared_ptr<detail::ProcessState> st;
+  try {
+    st = std::make_shared<detail::ProcessState>(*loop, pid, pidfd);
+  } catch (...) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(pidfd);
+    throw;
+  }
   st->leads_group = c.start_new_session || (c.process_group && *c.process_group == 0);
   st->kill_on_drop = c.kill_on_drop;
   st->start_watching();  // reaped whatever happens next

@@ -33,7 +33,7 @@ void arm(EventLoop& loop, detail::SignalHandlers& s) {
   // A completion queued before the loop closed may run after `s` is gone: it checks first.
   std::weak_ptr<bool> alive = s.alive;
   s.set.async_wait([&loop, &s, alive](const asio::error_code& ec, int sig) {
-    if (ec || alive.expired()) return;  // cancelled (see remove_signal_handler) or closed
+    if (ec || alive.expired()) return;  // the loop closed
     s.waiting = false;
     if (auto it = s.handlers.find(sig); it != s.handlers.end()) loop.call_soon(it->second.fn);
     arm(loop, s);
@@ -57,6 +57,13 @@ void EventLoop::add_signal_handler(int sig, std::function<void()> fn) {
     asio::error_code ec;
     signals_->set.add(sig, ec);
     if (ec) raise_os_error(ec, "add_signal_handler(" + std::to_string(sig) + ")");
+    // Asio 1.22 installs its handler without SA_RESTART: every handled signal would make
+    // blocking calls in other threads fail with EINTR (asyncio: siginterrupt(sig, False)).
+    struct sigaction sa {};
+    if (::sigaction(sig, nullptr, &sa) == 0 && !(sa.sa_flags & SA_RESTART)) {
+      sa.sa_flags |= SA_RESTART;
+      ::sigaction(sig, &sa, nullptr);
+    }
     it = signals_->handlers.emplace(sig, detail::SignalHandlers::Entry{}).first;
   }
   it->second = {std::move(fn), next_tag++};
@@ -69,12 +76,10 @@ bool EventLoop::remove_signal_handler(int sig) {
   if (!on_main_thread())
     throw RuntimeError("remove_signal_handler() only works on the main thread's loop");
   if (!signals_ || signals_->handlers.erase(sig) == 0) return false;
+  // The pending wait stays: cancelling it could leave a delivery already queued and a new
+  // wait both pending, and each later signal would then run its handler twice.
   asio::error_code ec;
   signals_->set.remove(sig, ec);  // the last set to hold it restores SIG_DFL
-  if (signals_->handlers.empty()) {
-    signals_->set.cancel(ec);
-    signals_->waiting = false;
-  }
   return true;
 }
 

@@ -52,6 +52,10 @@ class Interrupts {
   ~Interrupts();
   Interrupts(const Interrupts&) = delete;
   Interrupts& operator=(const Interrupts&) = delete;
+  // Once the main task is over: the signals get their default disposition back (as
+  // asyncio.Runner), so that a Ctrl-C during the cleanup ends the program instead of
+  // stopping the loop under it.
+  void disarm(bool interrupted = false) noexcept;
   // Called with run_until_complete's exception in flight: after finish_run(), throws
   // KeyboardInterrupt if a signal is why the main task ended; else returns.
   void raise_if_interrupted();
@@ -63,6 +67,7 @@ class Interrupts {
   std::uint64_t tags_[2] = {0, 0};
   int signal_ = 0;
   int count_ = 0;
+  bool armed_ = false;
 };
 }  // namespace detail
 
@@ -76,9 +81,11 @@ T run(Coro<T> main, RunOptions options) {
   try {
     if constexpr (std::is_void_v<T>) {
       loop.run_until_complete(task);
+      interrupts.disarm();
       detail::finish_run(loop);
     } else {
       T result = loop.run_until_complete(task);
+      interrupts.disarm();
       detail::finish_run(loop);
       return result;
     }

@@ -3,6 +3,7 @@
 // that no destructor, atexit handler or buffered stdio of the parent's runs twice.
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -373,10 +374,27 @@ int spawn_self(const char* role, int fd, int fd4) {
 
 int fork_server(int fd) {
   std::fflush(nullptr);  // or the server's workers would print our buffered output again
+  // No signal may reach the child before its handlers are reset: an inherited handler
+  // (a loop's, writing into the parent's Asio pipe) would report it to the parent.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, &old);
   pid_t pid = ::fork();
-  if (pid < 0) throw RuntimeError(std::string("kettle: fork failed: ") + std::strerror(errno));
+  if (pid < 0) {
+    int e = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    throw RuntimeError(std::string("kettle: fork failed: ") + std::strerror(e));
+  }
+  if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid == 0) {
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction sa {};
+      if (::sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_IGN &&
+          sa.sa_handler != SIG_DFL)
+        ::signal(sig, SIG_DFL);
+    }
     leave_signals_to_the_parent();
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     ::dup2(fd, 3);
     close_from(4);
     run_server(3);
