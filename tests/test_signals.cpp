@@ -406,3 +406,42 @@ TEST(RunnerSigint, ctrl_c_with_everything_busy) {
   for (int p : pids)
     EXPECT_TRUE(gone(p)) << "process " << p << " survived";
 }
+
+// Run in a child by ctrl_c_reaches_a_loop_that_does_not_run: the loop thread blocks, so
+// no loop ever sees the first SIGINT; the second one ends the program.
+TEST(RunnerSigint, helper_stuck_loop) {
+  if (!std::getenv("KETTLE_TEST_STUCK_LOOP")) GTEST_SKIP() << "a helper";
+  kettle::run([]() -> Coro<> {
+    interrupt_self();
+    interrupt_self();
+    std::this_thread::sleep_for(30s);  // blocks the loop thread: the task never suspends
+    co_return;
+  }());
+  ::_exit(1);
+}
+
+TEST(RunnerSigint, ctrl_c_reaches_a_loop_that_does_not_run) {
+  std::string env = "KETTLE_TEST_STUCK_LOOP=1";
+  std::string filter = "--gtest_filter=RunnerSigint.helper_stuck_loop";
+  std::string self = std::filesystem::read_symlink("/proc/self/exe");
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e)
+    envp.push_back(*e);
+  envp.push_back(env.data());
+  envp.push_back(nullptr);
+  pid_t child;
+  ASSERT_EQ(::posix_spawn(&child, self.c_str(), nullptr, nullptr, argv, envp.data()), 0);
+  int status = 0;
+  pid_t r = 0;
+  for (int i = 0; i < 2000 && r == 0; ++i) {  // 20 s at most (it would block for 30)
+    r = ::waitpid(child, &status, WNOHANG);
+    if (r == 0) std::this_thread::sleep_for(10ms);
+  }
+  if (r == 0) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+    FAIL() << "two SIGINTs did not end a program whose loop was blocked";
+  }
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+}

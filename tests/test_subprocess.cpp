@@ -54,8 +54,9 @@ std::size_t open_fds() {
   return n;
 }
 
-// Our children, zombies included (from /proc/*/stat's ppid field).
-std::vector<int> children() {
+// Our children, zombies included (from /proc/*/stat's ppid field), other than those that
+// were there when the test began (earlier tests in this process may leave a fork server).
+std::vector<int> all_children() {
   std::vector<int> out;
   int me = ::getpid();
   for (auto& e : std::filesystem::directory_iterator("/proc")) {
@@ -74,14 +75,23 @@ std::vector<int> children() {
   return out;
 }
 
-// Waits (up to 10 s) until we have no children left.
-bool no_children_soon() {
-  for (int i = 0; i < 1000; ++i) {
-    if (children().empty()) return true;
-    std::this_thread::sleep_for(10ms);
+struct Baseline {
+  std::vector<int> before = all_children();
+  std::vector<int> children() const {
+    std::vector<int> now = all_children(), out;
+    for (int p : now)
+      if (std::find(before.begin(), before.end(), p) == before.end()) out.push_back(p);
+    return out;
   }
-  return false;
-}
+  // Waits (up to 10 s) until no new child is left.
+  bool none_soon() const {
+    for (int i = 0; i < 1000; ++i) {
+      if (children().empty()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+};
 
 }  // namespace
 
@@ -195,6 +205,7 @@ TEST(Subprocess, invalid_signal_is_value_error) {
 }
 
 TEST(Subprocess, test_popen_error) {
+  Baseline kids;
   run_test([]() -> Coro<> {
     CO_EXPECT_THROW(co_await create_subprocess_exec("kettle-no-such-program"),
                     kettle::FileNotFoundError);
@@ -217,7 +228,7 @@ TEST(Subprocess, test_popen_error) {
       EXPECT_EQ(e.code().value(), ENOENT);
     }
   });
-  EXPECT_TRUE(children().empty());
+  EXPECT_TRUE(kids.children().empty());
 }
 
 TEST(Subprocess, invalid_options_are_value_errors) {
@@ -460,8 +471,9 @@ TEST(Subprocess, test_read_stdout_after_process_exit) {
 }
 
 TEST(Subprocess, dropped_process_is_reaped_and_kill_on_drop_kills) {
+  Baseline kids;
   std::size_t fds_before = open_fds();
-  run_test([]() -> Coro<> {
+  run_test([&]() -> Coro<> {
     {
       Process p = co_await create_subprocess_shell("sleep 0.2", {.stdin_ = PIPE, .stdout_ = PIPE});
     }  // runs on; reaped in the background
@@ -471,17 +483,18 @@ TEST(Subprocess, dropped_process_is_reaped_and_kill_on_drop_kills) {
       killed = p.pid();
     }
     // Let the loop see both exits.
-    for (int i = 0; i < 200 && !children().empty(); ++i)
+    for (int i = 0; i < 200 && !kids.children().empty(); ++i)
       co_await kettle::sleep(0.02);
-    EXPECT_TRUE(children().empty());
+    EXPECT_TRUE(kids.children().empty());
     EXPECT_NE(::kill(killed, 0), 0);  // gone, not a zombie
   });
   EXPECT_EQ(open_fds(), fds_before);
 }
 
 TEST(Subprocess, dropping_a_process_closes_its_pipes) {
+  Baseline kids;
   std::size_t fds_before = open_fds();
-  run_test([]() -> Coro<> {
+  run_test([&]() -> Coro<> {
     pid_t cat = 0, chatty = 0;
     {
       // cat exits only when its stdin closes; the other writes far more than the reader's
@@ -491,14 +504,15 @@ TEST(Subprocess, dropping_a_process_closes_its_pipes) {
       cat = a.pid();
       chatty = b.pid();
     }
-    for (int i = 0; i < 500 && !children().empty(); ++i)
+    for (int i = 0; i < 500 && !kids.children().empty(); ++i)
       co_await kettle::sleep(0.02);
-    EXPECT_TRUE(children().empty()) << "cat " << cat << ", yes " << chatty;
+    EXPECT_TRUE(kids.children().empty()) << "cat " << cat << ", yes " << chatty;
   });
   EXPECT_EQ(open_fds(), fds_before);
 }
 
 TEST(Subprocess, loop_closing_under_a_running_child_leaves_no_zombie) {
+  Baseline kids;
   std::size_t fds_before = open_fds();
   Process* leaked = nullptr;
   run_test([&]() -> Coro<> {
@@ -508,7 +522,7 @@ TEST(Subprocess, loop_closing_under_a_running_child_leaves_no_zombie) {
   });
   EXPECT_FALSE(leaked->returncode().has_value());
   delete leaked;
-  EXPECT_TRUE(no_children_soon());
+  EXPECT_TRUE(kids.none_soon());
   // The reaper thread closes the pidfd just after reaping.
   for (int i = 0; i < 500 && open_fds() != fds_before; ++i)
     std::this_thread::sleep_for(10ms);
@@ -517,11 +531,12 @@ TEST(Subprocess, loop_closing_under_a_running_child_leaves_no_zombie) {
 
 TEST(Subprocess, process_group_and_new_session) {
   run_test([]() -> Coro<> {
-    Process s = co_await create_subprocess_exec(
-        "sh", "-c", "ps -o sid= -p $$", Options{.stdout_ = PIPE, .start_new_session = true});
+    Process s =
+        co_await create_subprocess_exec("sh", "-c", "cut -d' ' -f6 /proc/$$/stat",
+                                        Options{.stdout_ = PIPE, .start_new_session = true});
     auto [sid, e1] = co_await s.communicate();
     EXPECT_EQ(std::stoi(sid), s.pid());
-    Process g = co_await create_subprocess_exec("sh", "-c", "ps -o pgid= -p $$",
+    Process g = co_await create_subprocess_exec("sh", "-c", "cut -d' ' -f5 /proc/$$/stat",
                                                 Options{.stdout_ = PIPE, .process_group = 0});
     auto [pgid, e2] = co_await g.communicate();
     EXPECT_EQ(std::stoi(pgid), g.pid());
@@ -533,8 +548,9 @@ TEST(Subprocess, process_group_and_new_session) {
 }
 
 TEST(Subprocess, thousand_in_a_row_and_two_hundred_at_once_leak_nothing) {
+  Baseline kids;
   std::size_t fds_before = open_fds();
-  run_test([]() -> Coro<> {
+  run_test([&]() -> Coro<> {
     for (int i = 0; i < 1000; ++i) {
       Process p = co_await create_subprocess_exec("true", Options{.stdout_ = PIPE});
       co_await p.wait();
@@ -552,6 +568,6 @@ TEST(Subprocess, thousand_in_a_row_and_two_hundred_at_once_leak_nothing) {
     for (int i = 0; i < 200; ++i)
       EXPECT_EQ(outs[std::size_t(i)], std::to_string(i) + "\n");
   });
-  EXPECT_TRUE(children().empty());
+  EXPECT_TRUE(kids.children().empty());
   EXPECT_EQ(open_fds(), fds_before);
 }

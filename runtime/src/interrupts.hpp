@@ -10,4 +10,8 @@ namespace kettle::detail {
 // asked the program to stop.
 inline std::atomic<bool> run_interrupted{false};
 
+// Interrupting signals delivered that no loop has dispatched yet (kettle::run's escalation:
+// at the second one, a loop that does not run is not waited for).
+inline std::atomic<int> unseen_interrupts{0};
+
 }  // namespace kettle::detail

@@ -8,6 +8,36 @@
 
 namespace kettle::detail {
 
+namespace {
+
+// A Ctrl-C must end a program whose loop does not run (a task that never suspends, a
+// blocking call on the loop thread): before Asio's handler, which only writes to a pipe the
+// loop would read, this one counts what the loop has not seen, and at the second such
+// signal gives it its default action. Async-signal-safe: an atomic, signal(), raise().
+void (*asio_handlers[NSIG])(int) = {};
+
+extern "C" void escalating_handler(int sig) {
+  if (unseen_interrupts.fetch_add(1) >= 1 || !asio_handlers[sig]) {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
+  }
+  asio_handlers[sig](sig);
+}
+
+// Puts escalating_handler in front of the handler Asio just installed for sig.
+void chain_escalation(int sig) {
+  struct sigaction sa {};
+  if (::sigaction(sig, nullptr, &sa) != 0 || (sa.sa_flags & SA_SIGINFO) ||
+      sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN || sa.sa_handler == escalating_handler)
+    return;
+  asio_handlers[sig] = sa.sa_handler;
+  sa.sa_handler = escalating_handler;
+  ::sigaction(sig, &sa, nullptr);
+}
+
+}  // namespace
+
 void check_can_start_run() {
   if (tls_loop) throw RuntimeError("kettle::run() cannot be called from a running event loop");
 }
@@ -71,6 +101,8 @@ Interrupts::Interrupts(EventLoop& loop, TaskRef main, const RunOptions& options)
     int sig = sigs[i];
     loop.add_signal_handler(sig, [this, sig] { on_signal(sig); });
     tags_[i] = loop.signal_handler_tag(sig);
+    unseen_interrupts = 0;
+    chain_escalation(sig);
     armed_ = true;
   }
 }

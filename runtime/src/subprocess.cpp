@@ -24,10 +24,6 @@
 
 extern char** environ;
 
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
 namespace kettle {
 namespace detail {
 
@@ -51,17 +47,13 @@ struct ProcessState final : LoopResource, std::enable_shared_from_this<ProcessSt
   }
 
   void reap() {
-    siginfo_t si{};
-    int rc;
-    do {
-      rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(watch->native_handle()), &si,
-                    WEXITED | WNOHANG);
-    } while (rc < 0 && errno == EINTR);
-    if (rc == 0 && si.si_pid == 0) {  // readable before it can be reaped: not yet
+    int status = proc::reap_pidfd(watch->native_handle(), false);
+    if (status < 0 && errno == EAGAIN) {  // readable before it can be reaped: not yet
       start_watching();
       return;
     }
-    returncode = rc < 0 ? 255 : si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+    // Another error (ECHILD: reaped by someone else, SIGCHLD ignored say): status lost.
+    returncode = status < 0 ? 255 : WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
     watch.reset();
     exited.set();
     if (loop) {
@@ -82,12 +74,7 @@ struct ProcessState final : LoopResource, std::enable_shared_from_this<ProcessSt
     watch.reset();
     try {
       std::thread([fd] {
-        // Asio made it non-blocking, and waitid on such a pidfd does not wait.
-        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-        siginfo_t si{};
-        while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(fd), &si, WEXITED) < 0 &&
-               errno == EINTR) {
-        }
+        proc::reap_pidfd(fd, true);
         ::close(fd);
       }).detach();
     } catch (...) {
@@ -99,8 +86,7 @@ struct ProcessState final : LoopResource, std::enable_shared_from_this<ProcessSt
   void signal(int sig, bool group) {
     if (!group && (returncode || !watching()))
       throw ProcessLookupError(ESRCH, "process " + std::to_string(pid) + " has exited");
-    int rc = group ? ::kill(-pid, sig)
-                   : int(::syscall(SYS_pidfd_send_signal, watch->native_handle(), sig, nullptr, 0));
+    int rc = group ? ::kill(-pid, sig) : proc::pidfd_signal(watch->native_handle(), sig);
     if (rc < 0) {
       int e = errno;
       if (e == EINVAL) throw ValueError("send_signal(): invalid signal " + std::to_string(sig));

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "interrupts.hpp"
 #include "kettle/event_loop.hpp"
 #include "unix_events.hpp"
 
@@ -34,6 +35,7 @@ void arm(EventLoop& loop, detail::SignalHandlers& s) {
   std::weak_ptr<bool> alive = s.alive;
   s.set.async_wait([&loop, &s, alive](const asio::error_code& ec, int sig) {
     if (ec || alive.expired()) return;  // the loop closed
+    detail::unseen_interrupts = 0;      // this loop runs: it saw what came
     s.waiting = false;
     if (auto it = s.handlers.find(sig); it != s.handlers.end()) loop.call_soon(it->second.fn);
     arm(loop, s);

@@ -22,8 +22,16 @@ int fork_server(int fd);
 [[noreturn]] void run_role(const char* role);
 void note_main_wrapped() noexcept;
 
-// pidfd_open(2): a descriptor that names the process `pid` (our unreaped child) for good.
+// One child-exit mechanism for process pools and subprocesses: a child is named by a pidfd
+// (pidfd_open(2), for good: never a pid that may have been reused), signalled through it,
+// watched for readability on an io_context, and reaped with waitid(P_PIDFD) (never
+// waitpid(-1), which would take other libraries' children).
 int pidfd_open(int pid) noexcept;
+int pidfd_signal(int pidfd, int sig) noexcept;  // 0, or -1 with errno
+// Reaps the child: its wait status (as waitpid's), or -1 with errno EAGAIN if it has not
+// exited yet (only without `block`), or another errno if it cannot be waited for. A blocking wait
+// works on a non-blocking pidfd too.
+int reap_pidfd(int pidfd, bool block) noexcept;
 
 // Sends one seqpacket record, with the fds that are not -1 attached. Returns false on error.
 bool send_record(int sock, const std::string& bytes, int fd = -1, int fd2 = -1) noexcept;

@@ -37,18 +37,7 @@
 #include "kettle/exceptions.hpp"
 #include "launch.hpp"
 
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
 namespace kettle::detail::proc {
-namespace {
-
-void pidfd_signal(int pidfd, int sig) noexcept {
-  ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
-}
-
-}  // namespace
 
 // One fork server process: the shared one (forkserver) or a pool's own (fork).
 struct ServerLink {
@@ -634,20 +623,12 @@ void PoolCore::server_reported(Worker& w, int pid, int pidfd) noexcept {
 
 void PoolCore::watch_pid(Worker* w) {
   w->watching = true;
-  w->pidfd.async_wait(asio::posix::descriptor_base::wait_read, [self = shared_from_this(),
-                                                                w](const asio::error_code&) {
-    siginfo_t si{};
-    int rc;
-    do {
-      rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w->pidfd.native_handle()),
-                    &si, WEXITED);
-    } while (rc < 0 && errno == EINTR);
-    w->watching = false;
-    int status = si.si_code == CLD_EXITED
-                     ? (si.si_status & 0xff) << 8
-                     : (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
-    self->worker_exited(*w, status);
-  });
+  w->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                      [self = shared_from_this(), w](const asio::error_code&) {
+                        int status = reap_pidfd(w->pidfd.native_handle(), true);
+                        w->watching = false;
+                        self->worker_exited(*w, status < 0 ? 0 : status);
+                      });
 }
 
 void PoolCore::worker_exited(Worker& w, int status) noexcept {

@@ -32,6 +32,10 @@
 
 extern char** environ;
 
+#ifndef P_PIDFD
+#define P_PIDFD 3  // waitid's idtype for a pidfd (Linux 5.4); older headers lack it
+#endif
+
 namespace kettle::detail::proc {
 
 namespace {
@@ -113,6 +117,30 @@ void run_call(Reader& r, MessageKind kind, std::string& out) {
 
 int pidfd_open(int pid) noexcept {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+int pidfd_signal(int pidfd, int sig) noexcept {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+int reap_pidfd(int pidfd, bool block) noexcept {
+  if (block) {  // waitid on a non-blocking pidfd does not wait
+    int fl = ::fcntl(pidfd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) ::fcntl(pidfd, F_SETFL, fl & ~O_NONBLOCK);
+  }
+  siginfo_t si{};
+  int rc;
+  do {
+    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si,
+                  WEXITED | (block ? 0 : WNOHANG));
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return -1;
+  if (si.si_pid == 0) {
+    errno = EAGAIN;  // not yet
+    return -1;
+  }
+  return si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
+                                  : (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
 }
 
 bool main_is_wrapped() noexcept {
