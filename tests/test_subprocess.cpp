@@ -162,6 +162,27 @@ TEST(Subprocess, test_devnull_input_output_error) {
   });
 }
 
+TEST(Subprocess, descriptors_as_stdin_and_stdout) {
+  // Our own descriptors as the child's stdin and stdout (here: the ends of two pipes).
+  int in[2], out[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  ASSERT_EQ(::write(in[1], "through fds\n", 12), 12);
+  ::close(in[1]);
+  run_test([&]() -> Coro<> {
+    Process p = co_await create_subprocess_exec("cat", Options{.stdin_ = in[0], .stdout_ = out[1]});
+    EXPECT_FALSE(p.stdin_.has_value());
+    EXPECT_FALSE(p.stdout_.has_value());
+    EXPECT_EQ(co_await p.wait(), 0);
+  });
+  ::close(out[1]);
+  char buf[64] = {};
+  EXPECT_EQ(::read(out[0], buf, sizeof buf), 12);
+  EXPECT_EQ(std::string(buf), "through fds\n");
+  ::close(in[0]);
+  ::close(out[0]);
+}
+
 TEST(Subprocess, test_kill) {
   run_test([]() -> Coro<> {
     Process p = co_await create_subprocess_exec("sleep", "30");
