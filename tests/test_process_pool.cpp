@@ -28,9 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "helpers.hpp"
 #include "kettle/kettle.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -483,15 +482,6 @@ std::size_t thread_count() {
   return n;
 }
 
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    (void)e;
-    ++n;
-  }
-  return n;
-}
-
 std::set<int> children() {
   std::set<int> out;
   for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
@@ -586,17 +576,9 @@ TEST(ProcessPoolHygiene, test_workers_die_with_their_parent) {
   std::string file =
       std::filesystem::temp_directory_path() / ("kettle_pids_" + std::to_string(::getpid()));
   std::filesystem::remove(file);
-  std::string env = "KETTLE_TEST_PID_FILE=" + file;
-  std::string filter = "--gtest_filter=ProcessPoolHygiene.helper_child_pool";
-  std::string self = std::filesystem::read_symlink("/proc/self/exe");
-  char* argv[] = {self.data(), filter.data(), nullptr};
-  std::vector<char*> envp;
-  for (char** e = environ; *e; ++e)
-    envp.push_back(*e);
-  envp.push_back(env.data());
-  envp.push_back(nullptr);
-  pid_t child;
-  ASSERT_EQ(::posix_spawn(&child, self.c_str(), nullptr, nullptr, argv, envp.data()), 0);
+  pid_t child =
+      spawn_helper_test("ProcessPoolHygiene.helper_child_pool", "KETTLE_TEST_PID_FILE=" + file);
+  ASSERT_GT(child, 0);
   auto deadline = std::chrono::steady_clock::now() + 30s;
   while (!std::filesystem::exists(file) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);

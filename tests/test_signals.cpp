@@ -17,7 +17,7 @@
 
 #include <kettle/kettle.hpp>
 
-extern char** environ;
+#include "helpers.hpp"
 
 using namespace std::chrono_literals;
 using kettle::Coro;
@@ -361,32 +361,13 @@ TEST(RunnerSigint, ctrl_c_with_everything_busy) {
   std::string file =
       std::filesystem::temp_directory_path() / ("kettle_ctrl_c_" + std::to_string(::getpid()));
   std::filesystem::remove(file);
-  std::string env = "KETTLE_TEST_CTRL_C_FILE=" + file;
-  std::string filter = "--gtest_filter=RunnerSigint.helper_ctrl_c_program";
-  std::string self = std::filesystem::read_symlink("/proc/self/exe");
-  char* argv[] = {self.data(), filter.data(), nullptr};
-  std::vector<char*> envp;
-  for (char** e = environ; *e; ++e)
-    envp.push_back(*e);
-  envp.push_back(env.data());
-  envp.push_back(nullptr);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);  // its own group, as a terminal's job
-  pid_t child;
-  ASSERT_EQ(::posix_spawn(&child, self.c_str(), nullptr, &attr, argv, envp.data()), 0);
-  posix_spawnattr_destroy(&attr);
-  int status = 0;
-  pid_t r = 0;
-  for (int i = 0; i < 6000 && r == 0; ++i) {  // a minute at most (the pool task is 60 s)
-    r = ::waitpid(child, &status, WNOHANG);
-    if (r == 0) std::this_thread::sleep_for(10ms);
-  }
-  if (r == 0) {
-    ::kill(-child, SIGKILL);
-    ::waitpid(child, &status, 0);
-    FAIL() << "the interrupted program did not exit";
-  }
+  // In a session of its own, as a terminal's job.
+  pid_t child = spawn_helper_test("RunnerSigint.helper_ctrl_c_program",
+                                  "KETTLE_TEST_CTRL_C_FILE=" + file, true);
+  ASSERT_GT(child, 0);
+  std::optional<int> st = wait_helper(child, 60s);  // (the pool task takes 60 s)
+  if (!st) FAIL() << "the interrupted program did not exit";
+  int status = *st;
   std::vector<std::string> lines;
   std::vector<int> pids;
   {
@@ -421,27 +402,9 @@ TEST(RunnerSigint, helper_stuck_loop) {
 }
 
 TEST(RunnerSigint, ctrl_c_reaches_a_loop_that_does_not_run) {
-  std::string env = "KETTLE_TEST_STUCK_LOOP=1";
-  std::string filter = "--gtest_filter=RunnerSigint.helper_stuck_loop";
-  std::string self = std::filesystem::read_symlink("/proc/self/exe");
-  char* argv[] = {self.data(), filter.data(), nullptr};
-  std::vector<char*> envp;
-  for (char** e = environ; *e; ++e)
-    envp.push_back(*e);
-  envp.push_back(env.data());
-  envp.push_back(nullptr);
-  pid_t child;
-  ASSERT_EQ(::posix_spawn(&child, self.c_str(), nullptr, nullptr, argv, envp.data()), 0);
-  int status = 0;
-  pid_t r = 0;
-  for (int i = 0; i < 2000 && r == 0; ++i) {  // 20 s at most (it would block for 30)
-    r = ::waitpid(child, &status, WNOHANG);
-    if (r == 0) std::this_thread::sleep_for(10ms);
-  }
-  if (r == 0) {
-    ::kill(child, SIGKILL);
-    ::waitpid(child, &status, 0);
-    FAIL() << "two SIGINTs did not end a program whose loop was blocked";
-  }
-  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+  pid_t child = spawn_helper_test("RunnerSigint.helper_stuck_loop", "KETTLE_TEST_STUCK_LOOP=1");
+  ASSERT_GT(child, 0);
+  std::optional<int> status = wait_helper(child, 20s);  // (it would block for 30)
+  if (!status) FAIL() << "two SIGINTs did not end a program whose loop was blocked";
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGINT) << *status;
 }

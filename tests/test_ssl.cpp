@@ -16,6 +16,8 @@
 
 #include <kettle/kettle.hpp>
 
+#include "helpers.hpp"
+
 #include "peers.hpp"
 
 using kettle::Coro;
@@ -30,17 +32,6 @@ template <class F>
 void run_test(F body) {
   kettle::run(body());
 }
-
-#define CO_EXPECT_THROW(expr, Type)                        \
-  do {                                                     \
-    bool thrown_ = false;                                  \
-    try {                                                  \
-      (void)(expr);                                        \
-    } catch (const Type&) {                                \
-      thrown_ = true;                                      \
-    }                                                      \
-    EXPECT_TRUE(thrown_) << #expr " did not raise " #Type; \
-  } while (0)
 
 // A CA, a server certificate it signed for localhost and 127.0.0.1, and a self-signed one.
 struct Certs {

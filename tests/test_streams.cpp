@@ -17,6 +17,8 @@
 
 #include <kettle/kettle.hpp>
 
+#include "helpers.hpp"
+
 #include "peers.hpp"
 
 using namespace std::chrono_literals;
@@ -33,27 +35,6 @@ void run_test(F body) {
 }
 
 const std::string DATA = "line1\nline2\nline3\n";
-
-// Runs an awaitable of T to completion and returns its exception as the given type, or fails.
-#define CO_EXPECT_THROW(expr, Type)                        \
-  do {                                                     \
-    bool thrown_ = false;                                  \
-    try {                                                  \
-      (void)(expr);                                        \
-    } catch (const Type&) {                                \
-      thrown_ = true;                                      \
-    }                                                      \
-    EXPECT_TRUE(thrown_) << #expr " did not raise " #Type; \
-  } while (0)
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    (void)e;
-    ++n;
-  }
-  return n;
-}
 
 std::size_t open_sockets() {
   std::size_t n = 0;

@@ -17,6 +17,8 @@
 
 #include <kettle/kettle.hpp>
 
+#include "helpers.hpp"
+
 using namespace std::chrono_literals;
 using kettle::Coro;
 using kettle::create_subprocess_exec;
@@ -32,26 +34,6 @@ namespace {
 template <class F>
 void run_test(F body) {
   kettle::run(body());
-}
-
-#define CO_EXPECT_THROW(expr, Type)                        \
-  do {                                                     \
-    bool thrown_ = false;                                  \
-    try {                                                  \
-      (void)(expr);                                        \
-    } catch (const Type&) {                                \
-      thrown_ = true;                                      \
-    }                                                      \
-    EXPECT_TRUE(thrown_) << #expr " did not raise " #Type; \
-  } while (0)
-
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-    (void)e;
-    ++n;
-  }
-  return n;
 }
 
 // Our children, zombies included (from /proc/*/stat's ppid field), other than those that
