@@ -625,7 +625,9 @@ void PoolCore::watch_pid(Worker* w) {
   w->watching = true;
   w->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
                       [self = shared_from_this(), w](const asio::error_code&) {
-                        int status = reap_pidfd(w->pidfd.native_handle(), true);
+                        // Not blocking: the wait may end aborted (the pool closing) while the
+                        // worker lives.
+                        int status = reap_pidfd(w->pidfd.native_handle(), false);
                         w->watching = false;
                         self->worker_exited(*w, status < 0 ? 0 : status);
                       });
