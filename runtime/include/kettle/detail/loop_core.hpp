@@ -1,6 +1,8 @@
 // Internal: the part of an event loop that awaiters and tasks touch on their hot paths.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -193,7 +195,9 @@ class LoopCore {
   }
 };
 
-// The loop running on this thread, if any.
-inline constinit thread_local LoopCore* tls_loop = nullptr;
+// The loop running on this thread, if any. Read at every step: initial-exec keeps it one
+// load in position-independent code too (a shared libkettle), instead of a __tls_get_addr
+// call; its 8 bytes fit the static TLS that glibc reserves even for a dlopen()ed library.
+[[gnu::tls_model("initial-exec")]] inline constinit thread_local LoopCore* tls_loop = nullptr;
 
 }  // namespace kettle::detail
