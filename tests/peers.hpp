@@ -41,7 +41,8 @@ class PeerProcess {
   std::string cleanup_;
 };
 
-// A Python script in a temporary file, run by Debian's /usr/bin/python3.
+// A Python script in a temporary file, run by Debian's /usr/bin/python3 in isolated mode (-I):
+// another file in /tmp named like a stdlib module (ssl.py) must not shadow it.
 class PythonPeer : public PeerProcess {
  public:
   PythonPeer(const std::string& script, const std::string& args)
@@ -49,7 +50,7 @@ class PythonPeer : public PeerProcess {
 
  private:
   PythonPeer(const std::string& path, const std::string& args, int)
-      : PeerProcess("/usr/bin/python3 " + path + " " + args, path) {}
+      : PeerProcess("/usr/bin/python3 -I " + path + " " + args, path) {}
   static std::string write(const std::string& script) {
     static int counter = 0;
     std::string path =
