@@ -1,17 +1,22 @@
-// kettle/coro.hpp — the lazy coroutine type, `async def f() -> T`.
-//
-//   kettle::Coro<int> answer() { co_return 42; }
-//   kettle::Coro<> main_() { int x = co_await answer(); ... }
-//
-// A Coro does nothing until it is awaited. `co_await coro` runs it inside the awaiting
-// task, with no scheduling cost; its exception propagates to the awaiter. To run it
-// concurrently, make it a task: kettle::create_task(answer()). A Coro that is destroyed
-// without ever being awaited simply never runs. A Coro can be awaited once; awaiting it
-// again raises RuntimeError, as Python's "cannot reuse already awaited coroutine".
-//
-// T may be void, a value type or a move-only type; not a reference (return a pointer or
-// std::reference_wrapper instead).
+/// @file
+/// kettle/coro.hpp — the lazy coroutine type, `async def f() -> T`.
+///
+/// @code
+/// kettle::Coro<int> answer() { co_return 42; }
+/// kettle::Coro<> main_() { int x = co_await answer(); ... }
+/// @endcode
+///
+/// A Coro does nothing until it is awaited. `co_await coro` runs it inside the awaiting
+/// task, with no scheduling cost; its exception propagates to the awaiter. To run it
+/// concurrently, make it a task: kettle::create_task(answer()). A Coro that is destroyed
+/// without ever being awaited simply never runs. A Coro can be awaited once; awaiting it
+/// again raises RuntimeError, as Python's "cannot reuse already awaited coroutine".
+///
+/// T may be void, a value type or a move-only type; not a reference (return a pointer or
+/// std::reference_wrapper instead).
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <cassert>
 #include <coroutine>
@@ -32,17 +37,24 @@ class CoroPromise;
 struct CoroAccess;
 }  // namespace detail
 
+/// A lazy coroutine that returns T: Python's `async def f() -> T`. It runs only when
+/// awaited, inside the awaiting task; create_task() makes it a task of its own.
 template <class T = void>
 class [[nodiscard]] Coro {
   static_assert(!std::is_reference_v<T>,
                 "kettle::Coro<T&> is not supported: return a pointer or std::reference_wrapper");
 
  public:
+  /// The coroutine's promise type (what makes Coro a coroutine return type).
   using promise_type = detail::CoroPromise<T>;
+  /// The coroutine's result type.
   using value_type = T;
 
+  /// An empty Coro: valid() is false.
   Coro() noexcept = default;
+  /// Takes o's coroutine over; o becomes empty.
   Coro(Coro&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  /// Destroys this Coro's coroutine, if any, and takes o's over; o becomes empty.
   Coro& operator=(Coro&& o) noexcept {
     if (this != &o) {
       if (h_) h_.destroy();
@@ -50,17 +62,24 @@ class [[nodiscard]] Coro {
     }
     return *this;
   }
+  /// Destroys the coroutine's frame, if any (a Coro never awaited never runs).
   ~Coro() {
     if (h_) h_.destroy();
   }
 
-  // False for a default-constructed or moved-from Coro.
+  ///@{
+  /// False for a default-constructed or moved-from Coro.
   bool valid() const noexcept { return bool(h_); }
   explicit operator bool() const noexcept { return valid(); }
+  ///@}
 
   class Awaiter;
+  ///@{
+  /// `co_await coro` runs the coroutine inside the awaiting task and gives its value or
+  /// rethrows its exception; RuntimeError if it was awaited before or the Coro is empty.
   Awaiter operator co_await() & noexcept { return Awaiter(h_); }
   Awaiter operator co_await() && noexcept { return Awaiter(h_); }
+  ///@}
 
  private:
   friend struct detail::CoroAccess;
@@ -159,16 +178,22 @@ struct CoroAccess {
 
 }  // namespace detail
 
+/// What `co_await coro` returns: starts the coroutine inside the awaiting task and gives
+/// its result. A Coro is awaited once only.
 template <class T>
 class Coro<T>::Awaiter {
  public:
+  /// An awaiter of coroutine h.
   explicit Awaiter(handle h) noexcept : h_(h) {}
 
+  /// False; RuntimeError if the coroutine was awaited before (or the Coro is empty).
   bool await_ready() const {
     if (!h_ || h_.promise().start_ != detail::CoroStart::fresh) detail::throw_coro_reused();
     return false;
   }
 
+  /// Runs the coroutine, with `parent` to resume when it finishes; false (do not suspend)
+  /// if it finished without suspending.
   bool await_suspend(std::coroutine_handle<> parent) noexcept {
     promise_type& p = h_.promise();
     p.continuation_ = parent;
@@ -179,6 +204,7 @@ class Coro<T>::Awaiter {
     return true;
   }
 
+  /// The coroutine's value, or rethrows its exception.
   T await_resume() {
     promise_type& p = h_.promise();
     assert(p.start_ == detail::CoroStart::finished ||

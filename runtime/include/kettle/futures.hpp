@@ -1,23 +1,28 @@
-// kettle/futures.hpp — the one-shot result that any thread can complete
-// (asyncio.Future and concurrent.futures.Future in one type).
-//
-//   kettle::Future<int> f;
-//   std::thread([f]() mutable { f.set_result(42); }).detach();
-//   int v = co_await f;          // from a task: resumed on the task's own loop
-//   int w = f.result(1s);        // from a plain thread: blocks, TimeoutError after 1 s
-//
-// States: pending → (running →) finished, or pending → cancelled. cancel() succeeds only
-// while pending, as in concurrent.futures; executors mark a future running when its work
-// starts (set_running_or_notify_cancel). A future nobody runs behaves like asyncio.Future:
-// cancel() always succeeds until it is done.
-//
-// Cancellation: if the task awaiting a Future is cancelled while it waits, the future is
-// cancelled too if it is still pending; running work goes on (and gets a stop request, see
-// stop_token()) while the task sees CancelledError at once.
-//
-// result() and exception() block only off the loop: on a loop thread, waiting would
-// deadlock the loop, so they raise RuntimeError unless the future is done.
+/// @file
+/// kettle/futures.hpp — the one-shot result that any thread can complete
+/// (asyncio.Future and concurrent.futures.Future in one type).
+///
+/// @code
+/// kettle::Future<int> f;
+/// std::thread([f]() mutable { f.set_result(42); }).detach();
+/// int v = co_await f;          // from a task: resumed on the task's own loop
+/// int w = f.result(1s);        // from a plain thread: blocks, TimeoutError after 1 s
+/// @endcode
+///
+/// States: pending → (running →) finished, or pending → cancelled. cancel() succeeds only
+/// while pending, as in concurrent.futures; executors mark a future running when its work
+/// starts (set_running_or_notify_cancel). A future nobody runs behaves like asyncio.Future:
+/// cancel() always succeeds until it is done.
+///
+/// Cancellation: if the task awaiting a Future is cancelled while it waits, the future is
+/// cancelled too if it is still pending; running work goes on (and gets a stop request, see
+/// stop_token()) while the task sees CancelledError at once.
+///
+/// result() and exception() block only off the loop: on a loop thread, waiting would
+/// deadlock the loop, so they raise RuntimeError unless the future is done.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -54,82 +59,109 @@ template <class T, bool Take>
 class SharedFutureAwaiter;
 }  // namespace detail
 
+/// The one-shot result that any thread can complete: asyncio.Future and
+/// concurrent.futures.Future in one type. Copies share the same state; see futures.hpp for
+/// the states and for cancellation.
 template <class T = void>
 class Future {
  public:
+  /// The result type.
   using value_type = T;
+  /// Timeouts, in seconds.
   using Duration = std::chrono::duration<double>;
 
-  Future();  // a pending future
+  Future();  ///< A pending future.
 
-  bool cancel();  // true if it is (now) cancelled; false once running or finished
+  bool cancel();  ///< True if it is (now) cancelled; false once running or finished.
+  /// True if the future was cancelled.
   bool cancelled() const noexcept;
+  /// True while its work runs (after set_running_or_notify_cancel(), until done).
   bool running() const noexcept;
+  /// True once it has a result or an exception, or was cancelled.
   bool done() const noexcept;
 
-  // The value (rethrows the exception; CancelledError if cancelled). Blocks until done,
-  // at most `timeout` (then TimeoutError; more than 100 years: no limit; NaN: ValueError).
-  // On a loop thread: RuntimeError unless done.
+  /// The value (rethrows the exception; CancelledError if cancelled). Blocks until done,
+  /// at most `timeout` (then TimeoutError; more than 100 years: no limit; NaN: ValueError).
+  /// On a loop thread: RuntimeError unless done.
   decltype(auto) result(std::optional<Duration> timeout = std::nullopt) const;
-  // The exception (null if it succeeded); same waiting rules as result().
+  /// The exception (null if it succeeded); same waiting rules as result().
   std::exception_ptr exception(std::optional<Duration> timeout = std::nullopt) const;
 
-  // fn(Future<T>&) or fn(), called once the future is done: at once (on this thread) if it
-  // already is, else on the thread that completes it. Exceptions from fn are reported to
-  // stderr, never propagated.
+  /// fn(Future<T>&) or fn(), called once the future is done: at once (on this thread) if it
+  /// already is, else on the thread that completes it. Exceptions from fn are reported to
+  /// stderr, never propagated.
   template <class F>
   void add_done_callback(F&& fn) const;
 
-  // Completion, from any thread. InvalidStateError if already done (or cancelled).
+  ///@{
+  /// Completion, from any thread. InvalidStateError if already done (or cancelled).
   template <class U = T>
   requires(!std::is_void_v<T> && std::is_constructible_v<T, U&&>) void set_result(U&& value) const;
   void set_result() const requires std::is_void_v<T>;
   void set_exception(std::exception_ptr e) const;
+  ///@}
 
-  // For executors: false (and nothing to run) if the future was cancelled; otherwise marks
-  // it running, after which cancel() fails. RuntimeError if called twice.
+  /// For executors: false (and nothing to run) if the future was cancelled; otherwise marks
+  /// it running, after which cancel() fails. RuntimeError if called twice.
   bool set_running_or_notify_cancel() const;
-  // Asked to stop when an awaiting task is cancelled while the work runs, or when an
-  // executor shuts down with cancel_futures. Work that takes a std::stop_token gets it.
+  /// Asked to stop when an awaiting task is cancelled while the work runs, or when an
+  /// executor shuts down with cancel_futures. Work that takes a std::stop_token gets it.
   std::stop_token stop_token() const noexcept;
 
+  ///@{
+  /// Awaiting from a task (of any loop) waits for the future and gives its value (from an
+  /// rvalue that nobody else holds, moved out; otherwise copied) or rethrows its
+  /// exception; CancelledError if it was cancelled. The task resumes on its own loop.
   detail::SharedFutureAwaiter<T, false> operator co_await() const& noexcept;
   detail::SharedFutureAwaiter<T, true> operator co_await() && noexcept;
+  ///@}
 
+  /// True if both refer to the same future.
   friend bool operator==(const Future& a, const Future& b) noexcept { return a.s_ == b.s_; }
 
-  // Implementation
+  /// Implementation: a Future on the shared state s.
   explicit Future(std::shared_ptr<detail::SharedState<T>> s) noexcept : s_(std::move(s)) {}
+  /// Implementation: the shared state.
   const std::shared_ptr<detail::SharedState<T>>& state() const noexcept { return s_; }
 
  private:
   std::shared_ptr<detail::SharedState<T>> s_;
 };
 
-// When wait() returns (asyncio.wait and concurrent.futures.wait).
-enum class ReturnWhen : std::uint8_t { first_completed, first_exception, all_completed };
+/// When wait() returns (asyncio.wait and concurrent.futures.wait).
+enum class ReturnWhen : std::uint8_t {
+  first_completed,  ///< As soon as one future is done (or cancelled).
+  first_exception,  ///< As soon as one finishes with an exception; else when all are done.
+  all_completed     ///< When every future is done.
+};
+/// asyncio.FIRST_COMPLETED: ReturnWhen::first_completed.
 inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::first_completed;
+/// asyncio.FIRST_EXCEPTION: ReturnWhen::first_exception.
 inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::first_exception;
+/// asyncio.ALL_COMPLETED: ReturnWhen::all_completed.
 inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
 
-// concurrent.futures.wait and as_completed, for plain threads (they block). From a task,
-// use kettle::wait and kettle::as_completed, which take Futures too.
-//
-//   auto [done, not_done] = kettle::concurrent::wait(futures, 2s, kettle::FIRST_COMPLETED);
-//   for (kettle::Future<int> f : kettle::concurrent::as_completed(futures, 5s)) f.result();
-//
-// A future given twice counts once. On a loop thread they raise RuntimeError rather than
-// block the loop (unless nothing needs waiting for).
+/// concurrent.futures.wait and as_completed, for plain threads (they block). From a task,
+/// use kettle::wait and kettle::as_completed, which take Futures too.
+///
+/// @code
+/// auto [done, not_done] = kettle::concurrent::wait(futures, 2s, kettle::FIRST_COMPLETED);
+/// for (kettle::Future<int> f : kettle::concurrent::as_completed(futures, 5s)) f.result();
+/// @endcode
+///
+/// A future given twice counts once. On a loop thread they raise RuntimeError rather than
+/// block the loop (unless nothing needs waiting for).
 namespace concurrent {
 
+/// What concurrent::wait() returns: concurrent.futures.wait's `(done, not_done)`.
 template <class T>
 struct DoneAndNotDone {
-  std::vector<Future<T>> done;
-  std::vector<Future<T>> not_done;
+  std::vector<Future<T>> done;      ///< The futures that are done.
+  std::vector<Future<T>> not_done;  ///< The futures not done yet.
 };
 
-// Waits until return_when holds or the timeout passes (then returns what it has: it never
-// raises TimeoutError). The futures keep their order within done and not_done.
+/// Waits until return_when holds or the timeout passes (then returns what it has: it never
+/// raises TimeoutError). The futures keep their order within done and not_done.
 template <class Range>
 auto wait(Range&& futures, std::optional<std::chrono::duration<double>> timeout = std::nullopt,
           ReturnWhen return_when = ALL_COMPLETED);
@@ -137,8 +169,8 @@ auto wait(Range&& futures, std::optional<std::chrono::duration<double>> timeout 
 template <class T>
 class AsCompletedFutures;
 
-// The futures in the order they complete (those done already first). Iterating past the
-// timeout, counted from this call, raises TimeoutError.
+/// The futures in the order they complete (those done already first). Iterating past the
+/// timeout, counted from this call, raises TimeoutError.
 template <class Range>
 auto as_completed(Range&& futures,
                   std::optional<std::chrono::duration<double>> timeout = std::nullopt);
@@ -576,16 +608,20 @@ auto wait(Range&& futures, std::optional<std::chrono::duration<double>> timeout,
   return r;
 }
 
+/// What concurrent::as_completed() returns: a blocking range of the futures in
+/// completion order.
 template <class T>
 class AsCompletedFutures {
  public:
+  /// Watches fs (each once), until `deadline` (steady-clock nanoseconds; as_completed()
+  /// computes it from its timeout).
   AsCompletedFutures(std::vector<Future<T>> fs, std::int64_t deadline)
       : fs_(std::move(fs)),
         wait_(std::make_unique<detail::BlockingWait>(detail::states_of(fs_))),
         deadline_(deadline) {}
 
-  // The next future to complete (blocking); nullopt once every one was handed out.
-  // TimeoutError past the deadline.
+  /// The next future to complete (blocking); nullopt once every one was handed out.
+  /// TimeoutError past the deadline.
   std::optional<Future<T>> next() {
     if (yielded_ == fs_.size()) return std::nullopt;
     wait_->wait_until([&](const std::vector<std::size_t>& f) { return f.size() > yielded_; },
@@ -598,19 +634,25 @@ class AsCompletedFutures {
     return fs_[*i];
   }
 
-  // An input iterator: each dereference takes the next future (blocking).
+  /// An input iterator: each dereference takes the next future (blocking).
   class iterator {
    public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = Future<T>;
-    using difference_type = std::ptrdiff_t;
-    using pointer = void;
-    using reference = Future<T>;
-    iterator() = default;
+    using iterator_category = std::input_iterator_tag;  ///< An input iterator.
+    using value_type = Future<T>;                       ///< What it gives.
+    using difference_type = std::ptrdiff_t;             ///< For std::input_iterator.
+    using pointer = void;                               ///< No operator->.
+    using reference = Future<T>;                        ///< operator* gives a value.
+    iterator() = default;                               ///< A past-the-end iterator.
+    /// An iterator over a's futures; a sentinel is past the end.
     iterator(AsCompletedFutures* a, bool sentinel) noexcept : a_(a), sentinel_(sentinel) {}
+    /// Takes the next future to complete (blocking): next(); TimeoutError past the deadline.
     Future<T> operator*() const { return *a_->next(); }
+    ///@{
+    /// Does nothing: dereferencing advances.
     iterator& operator++() noexcept { return *this; }
     iterator operator++(int) noexcept { return *this; }
+    ///@}
+    /// Equal when both are past the end (every future handed out) or neither is.
     friend bool operator==(const iterator& x, const iterator& y) noexcept {
       return x.at_end() == y.at_end();
     }
@@ -620,8 +662,11 @@ class AsCompletedFutures {
     AsCompletedFutures* a_ = nullptr;
     bool sentinel_ = false;
   };
+  /// The first step of the iteration.
   iterator begin() noexcept { return iterator(this, false); }
+  /// Past the end.
   iterator end() noexcept { return iterator(this, true); }
+  /// How many futures there are (each counted once).
   std::size_t size() const noexcept { return fs_.size(); }
 
  private:

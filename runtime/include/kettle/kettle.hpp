@@ -1,5 +1,8 @@
-// kettle/kettle.hpp — everything: asyncio for C++20.
+/// @file
+/// kettle/kettle.hpp — everything: asyncio for C++20.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include "kettle/coro.hpp"
 #include "kettle/event_loop.hpp"
@@ -19,3 +22,10 @@
 #include "kettle/threads.hpp"
 #include "kettle/timeouts.hpp"
 #include "kettle/use_coro.hpp"
+#include "kettle/version.hpp"
+
+/// @namespace kettle
+/// asyncio for C++20: coroutines (Coro), tasks, the event loop, synchronization
+/// primitives, queues, streams, subprocesses, thread and process pools, with asyncio's
+/// names and meaning. The README's "Python → kettle" table maps each Python name to its
+/// kettle one.

@@ -1,22 +1,27 @@
-// kettle/locks.hpp — synchronization primitives for tasks (asyncio.locks).
-//
-//   kettle::Lock lock;
-//   {
-//     auto held = co_await lock.scoped();   // async with lock:
-//     ...                                    // released on every way out of the block
-//   }
-//   co_await lock.acquire(); ...; lock.release();
-//
-//   kettle::Event ready;            ready.set();  co_await ready.wait();
-//   kettle::Condition cond;         co_await cond.acquire(); co_await cond.wait(); cond.notify();
-//   kettle::Semaphore sem(3);       auto slot = co_await sem.scoped();
-//   kettle::Barrier barrier(4);     std::size_t index = co_await barrier.wait();
-//
-// As in asyncio, these are for tasks of one loop: they are not thread-safe. Each binds to
-// the loop that first uses it; using it from another thread or loop raises RuntimeError.
-// All are fair: waiters are served in the order they started waiting. Cancellation never
-// loses a wake-up: a waiter cancelled at the moment it was woken passes it on.
+/// @file
+/// kettle/locks.hpp — synchronization primitives for tasks (asyncio.locks).
+///
+/// @code
+/// kettle::Lock lock;
+/// {
+///   auto held = co_await lock.scoped();   // async with lock:
+///   ...                                    // released on every way out of the block
+/// }
+/// co_await lock.acquire(); ...; lock.release();
+///
+/// kettle::Event ready;            ready.set();  co_await ready.wait();
+/// kettle::Condition cond;         co_await cond.acquire(); co_await cond.wait(); cond.notify();
+/// kettle::Semaphore sem(3);       auto slot = co_await sem.scoped();
+/// kettle::Barrier barrier(4);     std::size_t index = co_await barrier.wait();
+/// @endcode
+///
+/// As in asyncio, these are for tasks of one loop: they are not thread-safe. Each binds to
+/// the loop that first uses it; using it from another thread or loop raises RuntimeError.
+/// All are fair: waiters are served in the order they started waiting. Cancellation never
+/// loses a wake-up: a waiter cancelled at the moment it was woken passes it on.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <coroutine>
 #include <cstddef>
@@ -32,8 +37,11 @@
 
 namespace kettle {
 
+/// asyncio.BrokenBarrierError: a Barrier was reset or aborted while a task waited on it,
+/// or is broken.
 class BrokenBarrierError : public Error {
  public:
+  /// Error's constructors: the message is what().
   using Error::Error;
 };
 
@@ -42,22 +50,23 @@ template <class Primitive>
 class ScopedAcquire;
 }
 
-// Releases what it holds when destroyed (the `async with` of a Lock or Semaphore).
+/// Releases what it holds when destroyed (the `async with` of a Lock or Semaphore).
 template <class Primitive>
 class [[nodiscard]] Held {
  public:
+  /// Takes over what o holds; o then holds nothing.
   Held(Held&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
   Held& operator=(Held&&) = delete;
-  // Never throws: if the lock was given up meanwhile (a Condition::wait whose task was
-  // destroyed with its loop while it waited to take the lock back), there is nothing to
-  // release.
+  /// Releases, if still held. Never throws: if the lock was given up meanwhile (a
+  /// Condition::wait whose task was destroyed with its loop while it waited to take the
+  /// lock back), there is nothing to release.
   ~Held() {
     if (p_) try {
         p_->release();
       } catch (const Error&) {
       }
   }
-  // Releases now instead of at the end of the scope.
+  /// Releases now instead of at the end of the scope (once: later calls do nothing).
   void release() {
     if (p_) std::exchange(p_, nullptr)->release();
   }
@@ -68,21 +77,25 @@ class [[nodiscard]] Held {
   Primitive* p_;
 };
 
+/// asyncio.Lock: a mutual-exclusion lock for the tasks of one loop. Not reentrant: a task
+/// that acquires it twice waits for itself.
 class Lock : private detail::LoopBound {
  public:
   class AcquireAwaiter;
 
+  /// An unlocked lock.
   Lock() = default;
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
 
-  // Waits until the lock is free, then takes it; yields true, as asyncio's.
-  // Cancellation: the lock is not taken (a wake-up meant for this waiter passes on).
+  /// Waits until the lock is free, then takes it; yields true, as asyncio's.
+  /// Cancellation: the lock is not taken (a wake-up meant for this waiter passes on).
   [[nodiscard]] AcquireAwaiter acquire() noexcept;
-  // RuntimeError if the lock is not held.
+  /// Frees the lock and wakes the first waiter. RuntimeError if the lock is not held.
   void release();
+  /// Whether the lock is held.
   bool locked() const noexcept { return locked_; }
-  // co_await lock.scoped(): a Held<Lock> that releases the lock when it goes.
+  /// co_await lock.scoped(): a Held<Lock> that releases the lock when it goes.
   [[nodiscard]] detail::ScopedAcquire<Lock> scoped() noexcept;
 
  private:
@@ -91,20 +104,24 @@ class Lock : private detail::LoopBound {
   detail::WaitList waiters_;
 };
 
+/// asyncio.Event: a flag that tasks can wait to be set.
 class Event : private detail::LoopBound {
  public:
   class WaitAwaiter;
 
+  /// An event that is not set.
   Event() = default;
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
 
+  /// Whether the event is set.
   bool is_set() const noexcept { return value_; }
-  // Wakes every waiter; later waits return at once until clear().
+  /// Wakes every waiter; later waits return at once until clear().
   void set();
+  /// Unsets the event: later waits wait for the next set().
   void clear() noexcept { value_ = false; }
-  // Waits until the event is set; yields true.
-  // Cancellation: nothing is left behind.
+  /// Waits until the event is set; yields true.
+  /// Cancellation: nothing is left behind.
   [[nodiscard]] WaitAwaiter wait() noexcept;
 
  private:
@@ -112,31 +129,38 @@ class Event : private detail::LoopBound {
   detail::WaitList waiters_;
 };
 
+/// asyncio.Condition: lets tasks wait, holding a Lock, until another task notifies them.
 class Condition : private detail::LoopBound {
  public:
-  // Over a lock of its own, or over `lock` (which must outlive the Condition).
+  ///@{
+  /// Over a lock of its own, or over `lock` (which must outlive the Condition).
   Condition() : own_lock_(std::make_unique<Lock>()), lock_(own_lock_.get()) {}
   explicit Condition(Lock& lock) noexcept : lock_(&lock) {}
+  ///@}
   Condition(const Condition&) = delete;
   Condition& operator=(const Condition&) = delete;
 
-  // The underlying lock's operations.
+  ///@{
+  /// The underlying lock's operations (Lock::acquire, release, locked, scoped).
   [[nodiscard]] Lock::AcquireAwaiter acquire() noexcept;
   void release() { lock_->release(); }
   bool locked() const noexcept { return lock_->locked(); }
   [[nodiscard]] detail::ScopedAcquire<Lock> scoped() noexcept;
+  ///@}
 
-  // Releases the lock, waits to be notified, re-acquires the lock (even when cancelled:
-  // the lock is held again when CancelledError comes out). RuntimeError if not holding it.
-  // Cancellation: a notification it had received passes to another waiter.
+  /// Releases the lock, waits to be notified, re-acquires the lock (even when cancelled:
+  /// the lock is held again when CancelledError comes out). RuntimeError if not holding it.
+  /// Cancellation: a notification it had received passes to another waiter.
   Coro<bool> wait();
-  // Waits until predicate() is true; returns its last value (as asyncio: the predicate's
-  // own result, not a bool).
+  /// Waits until predicate() is true; returns its last value (as asyncio: the predicate's
+  /// own result, not a bool).
   template <class Predicate>
   Coro<std::decay_t<std::invoke_result_t<Predicate&>>> wait_for(Predicate predicate);
-  // Wakes up to n waiters / all of them. RuntimeError if the lock is not held.
+  ///@{
+  /// Wakes up to n waiters / all of them. RuntimeError if the lock is not held.
   void notify(std::size_t n = 1);
   void notify_all();
+  ///@}
 
  private:
   class NotifiedAwaiter;
@@ -147,64 +171,78 @@ class Condition : private detail::LoopBound {
   detail::WaitList waiters_;
 };
 
+/// asyncio.Semaphore: a counter of units; acquire() takes one, waiting while there is
+/// none, release() gives one back.
 class Semaphore : private detail::LoopBound {
  public:
   class AcquireAwaiter;
 
-  // ValueError if value < 0.
+  /// A semaphore with `value` units. ValueError if value < 0.
   explicit Semaphore(long value = 1);
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
   virtual ~Semaphore() = default;
 
-  // Whether acquire() would have to wait.
+  /// Whether acquire() would have to wait.
   bool locked() const noexcept;
-  // Takes one unit, waiting while there is none; yields true, as asyncio's.
-  // Cancellation: no unit is taken (one handed to this waiter is given back).
+  /// Takes one unit, waiting while there is none; yields true, as asyncio's.
+  /// Cancellation: no unit is taken (one handed to this waiter is given back).
   [[nodiscard]] AcquireAwaiter acquire() noexcept;
-  // ValueError if the value would overflow.
+  /// Gives one unit back and wakes the first waiter. ValueError if the value would
+  /// overflow.
   virtual void release();
+  /// co_await sem.scoped(): a Held<Semaphore> that releases the unit when it goes.
   [[nodiscard]] detail::ScopedAcquire<Semaphore> scoped() noexcept;
+  /// The units available now.
   long value() const noexcept { return value_; }
 
  protected:
+  /// Hands a unit to the first waiter not yet woken; false if there is none.
   bool wake_up_next();
+  /// Hands units to waiters while there are both.
   void wake_while_available() {
     while (value_ > 0)
       if (!wake_up_next()) break;
   }
-  long value_;
-  detail::WaitList waiters_;
+  long value_;                ///< The units available.
+  detail::WaitList waiters_;  ///< The tasks waiting in acquire(), in order.
 };
 
-// A Semaphore that refuses to be released above its initial value (ValueError).
+/// asyncio.BoundedSemaphore: a Semaphore that refuses to be released above its initial
+/// value (ValueError).
 class BoundedSemaphore : public Semaphore {
  public:
+  /// A semaphore with `value` units, never more. ValueError if value < 0.
   explicit BoundedSemaphore(long value = 1) : Semaphore(value), bound_(value) {}
+  /// Semaphore::release(); ValueError if the value would exceed the initial one.
   void release() override;
 
  private:
   long bound_;
 };
 
+/// asyncio.Barrier: lets `parties` tasks wait until all of them have arrived.
 class Barrier {
  public:
-  // ValueError if parties < 1.
+  /// A barrier for `parties` tasks. ValueError if parties < 1.
   explicit Barrier(std::size_t parties);
   Barrier(const Barrier&) = delete;
   Barrier& operator=(const Barrier&) = delete;
 
-  // Waits until `parties` tasks are waiting; returns this task's arrival index
-  // (0 .. parties-1). BrokenBarrierError if the barrier is reset or aborted meanwhile.
-  // Cancellation: this task no longer counts as arrived.
+  /// Waits until `parties` tasks are waiting; returns this task's arrival index
+  /// (0 .. parties-1). BrokenBarrierError if the barrier is reset or aborted meanwhile.
+  /// Cancellation: this task no longer counts as arrived.
   Coro<std::size_t> wait();
-  // Back to the empty state; tasks waiting get BrokenBarrierError.
+  /// Back to the empty state; tasks waiting get BrokenBarrierError.
   Coro<> reset();
-  // Broken: waiting tasks and later waits get BrokenBarrierError.
+  /// Broken: waiting tasks and later waits get BrokenBarrierError.
   Coro<> abort();
 
+  /// How many tasks must arrive to pass the barrier.
   std::size_t parties() const noexcept { return parties_; }
+  /// How many tasks are waiting for the others to arrive.
   std::size_t n_waiting() const noexcept { return state_ == State::filling ? count_ : 0; }
+  /// Whether the barrier was aborted.
   bool broken() const noexcept { return state_ == State::broken; }
 
  private:
@@ -222,16 +260,21 @@ class Barrier {
 // ---------------------------------------------------------------------------------------
 // Implementation
 
+/// What Lock::acquire() returns: awaiting it takes the lock and yields true.
 class [[nodiscard]] Lock::AcquireAwaiter : private detail::WaitNode {
  public:
+  /// An acquisition of lock.
   explicit AcquireAwaiter(Lock& lock) noexcept : lock_(lock) {}
-  AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  // until awaited
+  AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  ///< Movable until awaited.
+  /// A wake-up this waiter did not claim passes to the next waiter.
   ~AcquireAwaiter() {
     if (woken_unclaimed()) {  // the lock was ours to take: the next waiter's now
       lock_.waiters_.remove(*this);
       if (!lock_.locked_) lock_.wake_up_first();
     }
   }
+  /// Takes the lock at once if it is free and nobody waits. RuntimeError from a foreign
+  /// loop or thread.
   bool await_ready() {
     lock_.check_loop("Lock.acquire()");
     if (!lock_.locked_ && lock_.waiters_.all_cancelled()) {
@@ -240,10 +283,12 @@ class [[nodiscard]] Lock::AcquireAwaiter : private detail::WaitNode {
     }
     return false;
   }
+  /// Queues the task behind the other waiters.
   void await_suspend(std::coroutine_handle<> h) {
     lock_.waiters_.push_back(*this);
     suspend(h);
   }
+  /// Takes the lock and yields true; CancelledError if the task was cancelled.
   bool await_resume() {
     if (state() == State::idle) return true;  // took the lock without waiting
     lock_.waiters_.remove(*this);
@@ -267,18 +312,23 @@ inline Lock::AcquireAwaiter Condition::acquire() noexcept {
   return lock_->acquire();
 }
 
+/// What Event::wait() returns: awaiting it waits until the event is set and yields true.
 class [[nodiscard]] Event::WaitAwaiter : private detail::WaitNode {
  public:
+  /// A wait for e.
   explicit WaitAwaiter(Event& e) noexcept : e_(e) {}
-  WaitAwaiter(WaitAwaiter&&) noexcept = default;  // until awaited
+  WaitAwaiter(WaitAwaiter&&) noexcept = default;  ///< Movable until awaited.
+  /// True if the event is set. RuntimeError from a foreign loop or thread.
   bool await_ready() {
     e_.check_loop("Event.wait()");
     return e_.value_;
   }
+  /// Queues the task until set().
   void await_suspend(std::coroutine_handle<> h) {
     e_.waiters_.push_back(*this);
     suspend(h);
   }
+  /// Yields true; CancelledError if the task was cancelled.
   bool await_resume() {
     if (state() == State::idle) return true;
     e_.waiters_.remove(*this);
@@ -294,10 +344,13 @@ inline Event::WaitAwaiter Event::wait() noexcept {
   return WaitAwaiter(*this);
 }
 
+/// What Semaphore::acquire() returns: awaiting it takes a unit and yields true.
 class [[nodiscard]] Semaphore::AcquireAwaiter : private detail::WaitNode {
  public:
+  /// An acquisition of a unit of s.
   explicit AcquireAwaiter(Semaphore& s) noexcept : s_(s) {}
-  AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  // until awaited
+  AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  ///< Movable until awaited.
+  /// A unit taken for this waiter but not claimed is given back.
   ~AcquireAwaiter() {
     if (woken_unclaimed()) {  // a unit was taken for us: give it back
       s_.waiters_.remove(*this);
@@ -305,6 +358,8 @@ class [[nodiscard]] Semaphore::AcquireAwaiter : private detail::WaitNode {
       s_.wake_while_available();
     }
   }
+  /// Takes a unit at once if acquire() need not wait. RuntimeError from a foreign loop or
+  /// thread.
   bool await_ready() {
     s_.check_loop("Semaphore.acquire()");
     if (!s_.locked()) {
@@ -313,10 +368,13 @@ class [[nodiscard]] Semaphore::AcquireAwaiter : private detail::WaitNode {
     }
     return false;
   }
+  /// Queues the task behind the other waiters.
   void await_suspend(std::coroutine_handle<> h) {
     s_.waiters_.push_back(*this);
     suspend(h);
   }
+  /// Yields true with the unit taken; CancelledError (and the unit given back) if the task
+  /// was cancelled.
   bool await_resume() {
     if (state() == State::idle) return true;
     s_.waiters_.remove(*this);

@@ -1,19 +1,24 @@
-// kettle/multiprocessing.hpp — multiprocessing.Process, multiprocessing.Pool, cpu_count.
-//
-//   void brew_tea(std::string name) { ... }
-//   kettle::Process p(brew_tea, std::string("tea-1"));   // target, args...
-//   p.start();
-//   p.join();                                  // or co_await p.wait() from a task
-//   p.exitcode();                              // 0; 1 if it threw; -N if killed by signal N
-//
-//   kettle::Pool pool;                         // cpu_count() processes
-//   std::vector<int> squares = pool.map(compute_square, numbers);
-//   for (auto r = pool.imap_unordered(f, xs); auto v = r.next();) ...  // as they complete
-//
-// Both run on ProcessPoolExecutor's machinery (see executors/process_pool.hpp for what a
-// target may be and how arguments travel). A Process runs its target once in a worker of
-// its own; a Pool is a ProcessPoolExecutor with multiprocessing's interface.
+/// @file
+/// kettle/multiprocessing.hpp — multiprocessing.Process, multiprocessing.Pool, cpu_count.
+///
+/// @code
+/// void brew_tea(std::string name) { ... }
+/// kettle::Process p(brew_tea, std::string("tea-1"));   // target, args...
+/// p.start();
+/// p.join();                                  // or co_await p.wait() from a task
+/// p.exitcode();                              // 0; 1 if it threw; -N if killed by signal N
+///
+/// kettle::Pool pool;                         // cpu_count() processes
+/// std::vector<int> squares = pool.map(compute_square, numbers);
+/// for (auto r = pool.imap_unordered(f, xs); auto v = r.next();) ...  // as they complete
+/// @endcode
+///
+/// Both run on ProcessPoolExecutor's machinery (see executors/process_pool.hpp for what a
+/// target may be and how arguments travel). A Process runs its target once in a worker of
+/// its own; a Pool is a ProcessPoolExecutor with multiprocessing's interface.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <chrono>
 #include <condition_variable>
@@ -34,30 +39,37 @@
 
 namespace kettle {
 
-// The number of CPUs this process may use (os.process_cpu_count()).
+/// The number of CPUs this process may use (os.process_cpu_count()).
 std::size_t cpu_count() noexcept;
 
+/// multiprocessing.Process: runs target(args...) once, in a worker process of its own.
 class Process {
  public:
+  /// Process(target=target, args=(args...)): target is a plain function or a captureless
+  /// lambda; the arguments are converted and serialized now (see
+  /// executors/process_pool.hpp). Nothing runs before start().
   template <class F, class... Args>
   explicit Process(F target, Args&&... args);
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
-  ~Process();  // joins a started process
+  ~Process();  ///< Joins a started process.
 
-  void start();  // RuntimeError if started twice
-  // Waits for the process to end (at most timeout); returns whether it has ended.
+  void start();  ///< Starts the process. RuntimeError if started twice.
+  /// Waits for the process to end (at most timeout); returns whether it has ended.
+  /// RuntimeError if it was not started.
   bool join(std::optional<std::chrono::duration<double>> timeout = std::nullopt);
-  // join(), awaited from a task. Cancellation: the process goes on.
+  /// join(), awaited from a task. Cancellation: the process goes on.
   Coro<void> wait();
+  /// Whether it was started and has not ended.
   bool is_alive() const;
-  // None (nullopt) while running; 0 after a normal end, 1 if the target threw (the error is
-  // printed to stderr, as Python prints the traceback), the exit status if it called
-  // exit(), -N if a signal N killed it.
+  /// None (nullopt) while running; 0 after a normal end, 1 if the target threw (the error is
+  /// printed to stderr, as Python prints the traceback), the exit status if it called
+  /// exit(), -N if a signal N killed it.
   std::optional<int> exitcode() const;
-  int pid() const;   // 0 before start
-  void terminate();  // SIGTERM
-  void kill();       // SIGKILL
+  int pid() const;   ///< The worker's process id; 0 before start.
+  void terminate();  ///< SIGTERM (nothing once it has ended).
+  void kill();       ///< SIGKILL (nothing once it has ended).
+  /// "Process-N", as Python names them.
   const std::string& name() const noexcept { return name_; }
 
  private:
@@ -72,10 +84,11 @@ class Process {
   mutable int pid_ = 0;
 };
 
-// Pool.imap_unordered's results: each chunk's items as soon as that chunk is done.
+/// Pool.imap_unordered's results: each chunk's items as soon as that chunk is done.
 template <class V>
 class UnorderedResults {
  public:
+  /// Follows the futures of the chunks.
   explicit UnorderedResults(const std::vector<Future<std::vector<V>>>& chunks)
       : state_(std::make_shared<State>()), chunks_(chunks) {
     state_->left = chunks.size();
@@ -86,7 +99,7 @@ class UnorderedResults {
         s->cv.notify_one();
       });
   }
-  // The next result (blocking), or nullopt at the end. Rethrows a chunk's error.
+  /// The next result (blocking), or nullopt at the end. Rethrows a chunk's error.
   std::optional<V> next() {
     while (pos_ == cur_.size()) {
       std::size_t i;
@@ -103,6 +116,7 @@ class UnorderedResults {
     }
     return std::move(cur_[pos_++]);
   }
+  /// Every result left, in completion order (blocking); rethrows a chunk's error.
   std::vector<V> get() {
     std::vector<V> out;
     while (auto v = next())
@@ -123,63 +137,73 @@ class UnorderedResults {
   std::size_t pos_ = 0;
 };
 
+/// multiprocessing.Pool's keyword arguments.
 struct PoolOptions {
-  std::optional<std::size_t> processes = std::nullopt;      // default: cpu_count()
-  std::optional<unsigned> maxtasksperchild = std::nullopt;  // a fresh worker after that many
-  StartMethod start_method = StartMethod::forkserver;
+  std::optional<std::size_t> processes = std::nullopt;      ///< Default: cpu_count().
+  std::optional<unsigned> maxtasksperchild = std::nullopt;  ///< A fresh worker after that many.
+  StartMethod start_method = StartMethod::forkserver;       ///< How workers start.
 };
 
+/// multiprocessing.Pool: a ProcessPoolExecutor with multiprocessing's interface.
 class Pool {
  public:
+  ///@{
+  /// A pool of options.processes (or `processes`) workers.
   explicit Pool(PoolOptions options = {}) : exec_(executor_options(options)) {}
   explicit Pool(std::size_t processes) : Pool(PoolOptions{.processes = processes}) {}
-  // initializer(initargs...) runs first in every worker (Pool(initializer=, initargs=)).
+  ///@}
+  /// initializer(initargs...) runs first in every worker (Pool(initializer=, initargs=)).
   template <class F, class... Args>
   Pool(PoolOptions options, F initializer, Args&&... initargs)
       : exec_(executor_options(options), initializer, std::forward<Args>(initargs)...) {}
-  // As leaving `with Pool() as pool:`: terminate() (work still running is killed and its
-  // futures fail), then wait for the workers to be gone. close() and join() first to let
-  // the work finish.
+  /// As leaving `with Pool() as pool:`: terminate() (work still running is killed and its
+  /// futures fail), then wait for the workers to be gone. close() and join() first to let
+  /// the work finish.
   ~Pool() {
     terminate();
     exec_.shutdown(true, true);
   }
 
-  // Blocking, in input order. chunksize: default len / (4 x processes), rounded up.
+  /// Blocking, in input order. chunksize: default len / (4 x processes), rounded up.
   template <class F, class Range>
   auto map(F fn, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return map_async(fn, std::forward<Range>(items), chunksize).get();
   }
-  // Awaitable (co_await) or blocking (get(), iteration): ChunkedMapResult.
+  /// Awaitable (co_await) or blocking (get(), iteration): ChunkedMapResult.
   template <class F, class Range>
   auto map_async(F fn, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return exec_.map(fn, items, chunk(items, chunksize));
   }
+  /// map() for a function of several arguments: each item is a tuple of them (blocking,
+  /// in input order).
   template <class F, class Range>
   auto starmap(F fn, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return exec_.starmap(fn, items, chunk(items, chunksize)).get();
   }
-  // Lazily iterated, in input order (chunksize default 1, as Python's imap).
+  /// Lazily iterated, in input order (chunksize default 1, as Python's imap).
   template <class F, class Range>
   auto imap(F fn, Range&& items, std::size_t chunksize = 1) {
     return exec_.map(fn, items, chunksize);
   }
-  // Results as they complete (chunk by chunk), not in input order; blocking iteration.
+  /// Results as they complete (chunk by chunk), not in input order; blocking iteration.
   template <class F, class Range>
   auto imap_unordered(F fn, Range&& items, std::size_t chunksize = 1) {
     return UnorderedResults(exec_.map(fn, items, chunksize).futures());
   }
+  /// fn(args...) in a worker; blocks for its result (rethrows its exception).
   template <class F, class... Args>
   auto apply(F fn, Args&&... args) {
     return exec_.submit(fn, std::forward<Args>(args)...).result();
   }
+  /// fn(args...) in a worker: its Future (awaitable, or result() to block).
   template <class F, class... Args>
   auto apply_async(F fn, Args&&... args) {
     return exec_.submit(fn, std::forward<Args>(args)...);
   }
-  void close() { exec_.shutdown(false, false); }  // no new work; what is queued still runs
-  void join() { exec_.shutdown(true, false); }    // after close(): wait for the workers
-  void terminate() { exec_.kill_workers(); }      // stop now; unfinished work fails
+  void close() { exec_.shutdown(false, false); }  ///< No new work; what is queued still runs.
+  void join() { exec_.shutdown(true, false); }    ///< After close(): wait for the workers.
+  void terminate() { exec_.kill_workers(); }      ///< Stop now; unfinished work fails.
+  /// The number of worker processes.
   std::size_t processes() const noexcept { return exec_.max_workers(); }
 
  private:

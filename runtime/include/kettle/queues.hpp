@@ -1,21 +1,26 @@
-// kettle/queues.hpp — queues between tasks (asyncio.queues).
-//
-//   kettle::Queue<Job> q(100);              // bounded: put() waits while full
-//   co_await q.put(std::move(job));         // producer
-//   Job j = co_await q.get();               // consumer
-//   q.task_done();                          // and co_await q.join() waits for all of them
-//   q.shutdown();                           // 3.13: puts fail, gets fail once drained
-//
-// Queue<T> is FIFO, LifoQueue<T> LIFO, PriorityQueue<T, Compare> gives the smallest item
-// first (as heapq). T may be move-only. maxsize <= 0 means unbounded.
-//
-// Cancellation never loses or duplicates an item: a cancelled put() does not insert; a
-// get() that was woken for an item but is cancelled before it runs leaves the item at the
-// head of the queue and wakes the next getter.
-//
-// As in asyncio, a queue is for the tasks of one loop: not thread-safe, and bound to the
-// loop that first uses it (RuntimeError from another thread or loop).
+/// @file
+/// kettle/queues.hpp — queues between tasks (asyncio.queues).
+///
+/// @code
+/// kettle::Queue<Job> q(100);              // bounded: put() waits while full
+/// co_await q.put(std::move(job));         // producer
+/// Job j = co_await q.get();               // consumer
+/// q.task_done();                          // and co_await q.join() waits for all of them
+/// q.shutdown();                           // 3.13: puts fail, gets fail once drained
+/// @endcode
+///
+/// Queue<T> is FIFO, LifoQueue<T> LIFO, PriorityQueue<T, Compare> gives the smallest item
+/// first (as heapq). T may be move-only. maxsize <= 0 means unbounded.
+///
+/// Cancellation never loses or duplicates an item: a cancelled put() does not insert; a
+/// get() that was woken for an item but is cancelled before it runs leaves the item at the
+/// head of the queue and wakes the next getter.
+///
+/// As in asyncio, a queue is for the tasks of one loop: not thread-safe, and bound to the
+/// loop that first uses it (RuntimeError from another thread or loop).
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <algorithm>
 #include <coroutine>
@@ -33,16 +38,23 @@
 
 namespace kettle {
 
+/// asyncio.QueueEmpty: get_nowait() on an empty queue.
 class QueueEmpty : public Error {
  public:
+  /// "the queue is empty (get_nowait)".
   QueueEmpty() : Error("the queue is empty (get_nowait)") {}
 };
+/// asyncio.QueueFull: put_nowait() on a full queue.
 class QueueFull : public Error {
  public:
+  /// "the queue is full (put_nowait)".
   QueueFull() : Error("the queue is full (put_nowait)") {}
 };
+/// asyncio.QueueShutDown: a put on a queue that was shut down, or a get on one that was
+/// shut down and is empty.
 class QueueShutDown : public Error {
  public:
+  /// "the queue has been shut down".
   QueueShutDown() : Error("the queue has been shut down") {}
 };
 
@@ -306,21 +318,32 @@ class [[nodiscard]] QueueImpl<T, Store>::GetAwaiter {
 
 }  // namespace detail
 
+/// asyncio.Queue: a first-in, first-out queue between the tasks of one loop. Methods, as
+/// asyncio's: `co_await put(item)` (waits while full), `put_nowait(item)` (QueueFull),
+/// `co_await get()` (waits while empty), `get_nowait()` (QueueEmpty), `task_done()`,
+/// `co_await join()`, `shutdown(immediate)`, `qsize()`, `maxsize()`, `empty()`, `full()`;
+/// see queues.hpp.
 template <class T>
 class Queue : public detail::QueueImpl<T, detail::FifoStore<T>> {
  public:
+  /// Queue(maxsize = 0): at most maxsize items; maxsize <= 0 means unbounded.
   using detail::QueueImpl<T, detail::FifoStore<T>>::QueueImpl;
 };
 
+/// asyncio.LifoQueue: a Queue that gives the item put last first.
 template <class T>
 class LifoQueue : public detail::QueueImpl<T, detail::LifoStore<T>> {
  public:
+  /// LifoQueue(maxsize = 0): at most maxsize items; maxsize <= 0 means unbounded.
   using detail::QueueImpl<T, detail::LifoStore<T>>::QueueImpl;
 };
 
+/// asyncio.PriorityQueue: a Queue that gives the smallest item (by Compare) first, as
+/// heapq.
 template <class T, class Compare>
 class PriorityQueue : public detail::QueueImpl<T, detail::HeapStore<T, Compare>> {
  public:
+  /// PriorityQueue(maxsize = 0): at most maxsize items; maxsize <= 0 means unbounded.
   using detail::QueueImpl<T, detail::HeapStore<T, Compare>>::QueueImpl;
 };
 

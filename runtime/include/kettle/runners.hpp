@@ -1,21 +1,26 @@
-// kettle/runners.hpp — kettle::run, asyncio.run.
-//
-//   kettle::Coro<int> main_() { ... co_return 0; }
-//   int main() { return kettle::run(main_()); }
-//
-// run() creates an event loop, runs `main` to completion and returns its value (or
-// rethrows its exception). On the way out it cancels every task still pending, waits for
-// them, reports their errors (other than cancellation) to the exception handler, and
-// closes the loop. RuntimeError if a loop is already running on this thread.
-//
-// Ctrl-C, as asyncio.Runner: on the main thread, if SIGINT has its default disposition,
-// the first SIGINT cancels the main task; if that task then ends cancelled (and
-// uncancel() returns 0: the cancellation was not its own business), run() raises
-// KeyboardInterrupt after the usual cleanup, so destructors, catch blocks and TaskGroup
-// cleanup all run. A second SIGINT stops waiting for the main task: the remaining tasks are
-// cancelled and awaited, and KeyboardInterrupt comes out at once. The default disposition
-// is back when run() returns. RunOptions::handle_sigterm treats SIGTERM the same way.
+/// @file
+/// kettle/runners.hpp — kettle::run, asyncio.run.
+///
+/// @code
+/// kettle::Coro<int> main_() { ... co_return 0; }
+/// int main() { return kettle::run(main_()); }
+/// @endcode
+///
+/// run() creates an event loop, runs `main` to completion and returns its value (or
+/// rethrows its exception). On the way out it cancels every task still pending, waits for
+/// them, reports their errors (other than cancellation) to the exception handler, and
+/// closes the loop. RuntimeError if a loop is already running on this thread.
+///
+/// Ctrl-C, as asyncio.Runner: on the main thread, if SIGINT has its default disposition,
+/// the first SIGINT cancels the main task; if that task then ends cancelled (and
+/// uncancel() returns 0: the cancellation was not its own business), run() raises
+/// KeyboardInterrupt after the usual cleanup, so destructors, catch blocks and TaskGroup
+/// cleanup all run. A second SIGINT stops waiting for the main task: the remaining tasks are
+/// cancelled and awaited, and KeyboardInterrupt comes out at once. The default disposition
+/// is back when run() returns. RunOptions::handle_sigterm treats SIGTERM the same way.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <cstdint>
 #include <type_traits>
@@ -27,12 +32,17 @@
 
 namespace kettle {
 
+/// How run() sets up its loop (asyncio.run's debug=, and more).
 struct RunOptions {
-  bool debug = false;                  // EventLoop::set_debug
-  ExceptionHandler exception_handler;  // if set, installed on the loop
-  bool handle_sigterm = false;         // SIGTERM as SIGINT (containers stop programs so)
+  bool debug = false;                  ///< EventLoop::set_debug.
+  ExceptionHandler exception_handler;  ///< If set, installed on the loop.
+  bool handle_sigterm = false;         ///< SIGTERM as SIGINT (containers stop programs so).
 };
 
+/// asyncio.run: runs `main` on a new event loop and returns its value (or rethrows its
+/// exception), after cancelling and awaiting the tasks left and closing the loop;
+/// KeyboardInterrupt after Ctrl-C; RuntimeError if a loop is already running on this
+/// thread. See runners.hpp.
 template <class T>
 T run(Coro<T> main, RunOptions options = {});
 

@@ -1,28 +1,33 @@
-// kettle/taskgroups.hpp — structured concurrency (asyncio.TaskGroup).
-//
-//   co_await kettle::task_group([&](kettle::TaskGroup& tg) -> kettle::Coro<> {
-//     tg.create_task(fetch(1));
-//     tg.create_task(fetch(2));
-//     co_return;
-//   });
-//   // every child has finished here, whatever happened
-//
-// task_group(body, args...) runs body(tg, args...) in the current task, then waits for
-// every child the body created. The first child that fails (with anything but
-// CancelledError) cancels the other children and the body, and no new child may be
-// created (RuntimeError); once all have finished, the group raises kettle::ExceptionGroup
-// with every failure (a child's own ExceptionGroup nests).
-// Cancellation: if the task running the group is cancelled from outside, the children and
-// the body are cancelled, the group waits for all of them, then CancelledError propagates.
-// The body's own value is returned when nothing failed.
-//
-// No child can outlive its group: there is no way to leave task_group() before its
-// children are done, even when the body throws. A TaskGroup handle that escapes the body
-// stays safe to use: create_task() on a finished group raises RuntimeError.
-//
-// On g++ 12, pass a named lambda or one that captures by reference: a temporary lambda
-// with owning captures inside a co_await expression is destroyed twice (GCC PR 100611).
+/// @file
+/// kettle/taskgroups.hpp — structured concurrency (asyncio.TaskGroup).
+///
+/// @code
+/// co_await kettle::task_group([&](kettle::TaskGroup& tg) -> kettle::Coro<> {
+///   tg.create_task(fetch(1));
+///   tg.create_task(fetch(2));
+///   co_return;
+/// });
+/// // every child has finished here, whatever happened
+/// @endcode
+///
+/// task_group(body, args...) runs body(tg, args...) in the current task, then waits for
+/// every child the body created. The first child that fails (with anything but
+/// CancelledError) cancels the other children and the body, and no new child may be
+/// created (RuntimeError); once all have finished, the group raises kettle::ExceptionGroup
+/// with every failure (a child's own ExceptionGroup nests).
+/// Cancellation: if the task running the group is cancelled from outside, the children and
+/// the body are cancelled, the group waits for all of them, then CancelledError propagates.
+/// The body's own value is returned when nothing failed.
+///
+/// No child can outlive its group: there is no way to leave task_group() before its
+/// children are done, even when the body throws. A TaskGroup handle that escapes the body
+/// stays safe to use: create_task() on a finished group raises RuntimeError.
+///
+/// On g++ 12, pass a named lambda or one that captures by reference: a temporary lambda
+/// with owning captures inside a co_await expression is destroyed twice (GCC PR 100611).
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <cstdint>
 #include <exception>
@@ -44,26 +49,37 @@ namespace detail {
 class GroupState;
 }
 
+/// asyncio.TaskGroup: the handle that task_group() passes to its body, to create the
+/// group's children. Copies refer to the same group.
 class TaskGroup {
  public:
-  // Creates a child task. RuntimeError once the group is shutting down or finished.
+  /// Creates a child task. RuntimeError once the group is shutting down or finished.
   template <class T>
   Task<T> create_task(Coro<T> coro, std::string name = {});
 
-  // Implementation
+  /// Implementation: a handle adopting one reference to the group state `adopted`.
   explicit TaskGroup(detail::GroupState* adopted) noexcept : s_(adopted) {}
+  ///@{
+  /// Another handle to the same group.
   TaskGroup(const TaskGroup& o) noexcept;
   TaskGroup& operator=(TaskGroup o) noexcept {
     std::swap(s_, o.s_);
     return *this;
   }
+  ///@}
+  /// Drops this handle's reference to the group.
   ~TaskGroup();
+  /// Implementation: the group state.
   detail::GroupState* state() const noexcept { return s_; }
 
  private:
   detail::GroupState* s_;
 };
 
+/// `async with asyncio.TaskGroup() as tg:`: a Coro that runs body(tg, args...) (a
+/// callable returning a Coro) in the awaiting task, then waits for every child it created.
+/// Awaiting it gives the body's value, or raises ExceptionGroup with every failure
+/// (RuntimeError outside a task). See taskgroups.hpp.
 template <class F, class... Args>
 auto task_group(F&& body, Args&&... args);
 

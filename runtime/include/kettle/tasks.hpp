@@ -1,26 +1,31 @@
-// kettle/tasks.hpp — tasks, sleep and gather (asyncio.tasks).
-//
-//   kettle::Coro<int> fetch(int id) { co_await kettle::sleep(2s); co_return id; }
-//
-//   kettle::Coro<> main_() {
-//     kettle::Task<int> t = kettle::create_task(fetch(1), "fetch-1");
-//     auto [a, b] = co_await kettle::gather(fetch(2), fetch(3));   // concurrently
-//     int c = co_await t;
-//   }
-//
-// Task<T>         a coroutine scheduled on the running loop (asyncio.Task). The loop keeps
-//                 it alive until it finishes, so fire-and-forget is safe. Any number of
-//                 tasks may await it. A task that failed and whose exception nobody looked
-//                 at is reported to the loop's exception handler when it is destroyed
-//                 ("Task exception was never retrieved").
-// TaskRef         the same task without its result type (current_task(), all_tasks()).
-// create_task     schedules a Coro on the running loop; RuntimeError if none is running.
-// sleep(d)        suspends the task for d; sleep(0) lets every other ready task run once.
-// gather(...)     runs awaitables concurrently and collects their results in argument
-//                 order; see "gather" below.
-//
-// Tasks are loop-local, as in asyncio: use them from their loop's thread only.
+/// @file
+/// kettle/tasks.hpp — tasks, sleep and gather (asyncio.tasks).
+///
+/// @code
+/// kettle::Coro<int> fetch(int id) { co_await kettle::sleep(2s); co_return id; }
+///
+/// kettle::Coro<> main_() {
+///   kettle::Task<int> t = kettle::create_task(fetch(1), "fetch-1");
+///   auto [a, b] = co_await kettle::gather(fetch(2), fetch(3));   // concurrently
+///   int c = co_await t;
+/// }
+/// @endcode
+///
+/// - `Task<T>`: a coroutine scheduled on the running loop (asyncio.Task). The loop keeps
+///   it alive until it finishes, so fire-and-forget is safe. Any number of
+///   tasks may await it. A task that failed and whose exception nobody looked
+///   at is reported to the loop's exception handler when it is destroyed
+///   ("Task exception was never retrieved").
+/// - `TaskRef`: the same task without its result type (current_task(), all_tasks()).
+/// - `create_task`: schedules a Coro on the running loop; RuntimeError if none is running.
+/// - `sleep(d)`: suspends the task for d; sleep(0) lets every other ready task run once.
+/// - `gather(...)`: runs awaitables concurrently and collects their results in argument
+///   order; see "gather" below.
+///
+/// Tasks are loop-local, as in asyncio: use them from their loop's thread only.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <chrono>
 #include <coroutine>
@@ -50,99 +55,125 @@ template <class T, bool Take>
 class FutureAwaiter;
 }
 
-// Every method of an empty TaskRef or Task (default-constructed or moved from) raises
-// InvalidStateError, and so does awaiting one.
+/// A task without its result type (what current_task() and all_tasks() give): asyncio.Task.
+/// Copies refer to the same task.
+///
+/// Every method of an empty TaskRef or Task (default-constructed or moved from) raises
+/// InvalidStateError, and so does awaiting one.
 class TaskRef {
  public:
+  /// An empty handle.
   TaskRef() noexcept = default;
 
+  /// True once the task has finished: with a value, an exception, or cancelled.
   bool done() const { return core().done(); }
-  // True only if CancelledError actually left the coroutine (or it never started).
+  /// True only if CancelledError actually left the coroutine (or it never started).
   bool cancelled() const { return core().cancelled(); }
-  // Requests cancellation: CancelledError(msg) is thrown where the task is suspended.
-  // False if the task is already done. While an earlier request is on its way to the
-  // task, a second one only counts (cancelling()): the first one's message is raised.
+  /// Requests cancellation: CancelledError(msg) is thrown where the task is suspended.
+  /// False if the task is already done. While an earlier request is on its way to the
+  /// task, a second one only counts (cancelling()): the first one's message is raised.
   bool cancel(std::string_view msg = {}) { return core().cancel(msg); }
+  /// The number of cancellation requests not yet withdrawn by uncancel() (asyncio's
+  /// Task.cancelling()).
   std::uint32_t cancelling() const { return core().cancelling(); }
+  /// Withdraws one cancellation request and returns how many remain (asyncio's
+  /// Task.uncancel()); at 0, a request not yet delivered is dropped.
   std::uint32_t uncancel() { return core().uncancel(); }
+  /// The task's name: the one given to create_task() or set_name(), else "Task-<id>".
   std::string get_name() const { return core().get_name(); }
+  /// Renames the task.
   void set_name(std::string name) { core().set_name(std::move(name)); }
-  // The exception the task failed with, null if it succeeded; InvalidStateError while
-  // pending, CancelledError if cancelled.
+  /// The exception the task failed with, null if it succeeded; InvalidStateError while
+  /// pending, CancelledError if cancelled.
   std::exception_ptr exception() const { return core().exception(); }
 
+  /// False for an empty handle (default-constructed or moved from).
   explicit operator bool() const noexcept { return bool(state_); }
+  /// True if both handles refer to the same task (or both are empty).
   friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept {
     return a.state_.get() == b.state_.get();
   }
 
-  // Awaiting a TaskRef waits for the task and rethrows its exception; the value is dropped.
+  /// Awaiting a TaskRef waits for the task and rethrows its exception; the value is dropped.
   detail::FutureAwaiter<void, false> operator co_await() const noexcept;
 
-  // Implementation
+  /// Implementation: a handle adopting one reference to the task state `adopted`.
   explicit TaskRef(detail::TaskBase* adopted) noexcept : state_(adopted) {}
+  /// Implementation: the task state, null for an empty handle.
   detail::TaskBase* state() const noexcept { return state_.get(); }
 
  protected:
+  /// Implementation: the task state; InvalidStateError for an empty handle.
   detail::TaskBase& core() const {
     if (!state_) [[unlikely]]
       detail::throw_empty_future("Task");
     return *state_;
   }
+  /// Implementation: the counted reference to the task state.
   detail::CoreRef<detail::TaskBase> state_;
 };
 
+/// A coroutine scheduled on a loop that produces a T (asyncio.Task), made by create_task().
+/// The loop keeps it alive until it finishes; any number of tasks may await it.
 template <class T = void>
 class Task : public TaskRef {
  public:
+  /// The task's result type.
   using value_type = T;
+  /// An empty handle.
   Task() noexcept = default;
 
-  // The result; InvalidStateError while pending, CancelledError if cancelled, the task's
-  // exception if it failed. On an rvalue the value is moved out.
+  ///@{
+  /// The result; InvalidStateError while pending, CancelledError if cancelled, the task's
+  /// exception if it failed. On an rvalue the value is moved out.
   decltype(auto) result() & { return detail::future_ref<T>(&core()); }
   decltype(auto) result() && { return detail::future_take<T>(&core(), state_->refs() == 1); }
+  ///@}
 
-  // fn(Task<T>&) or fn(), called through the loop once the task is done.
+  /// fn(Task<T>&) or fn(), called through the loop once the task is done.
   template <class F>
   void add_done_callback(F&& fn);
 
-  // co_await on an lvalue gives T& (the value stays in the task); on an rvalue, T.
+  ///@{
+  /// co_await on an lvalue gives T& (the value stays in the task); on an rvalue, T.
   detail::FutureAwaiter<T, false> operator co_await() & noexcept;
   detail::FutureAwaiter<T, true> operator co_await() && noexcept;
+  ///@}
 
-  // Implementation
+  /// Implementation: TaskRef's constructors (a Task adopting a task state).
   using TaskRef::TaskRef;
 };
 
-// Schedules `coro` on the running loop. RuntimeError if no loop is running on this thread.
+/// Schedules `coro` on the running loop. RuntimeError if no loop is running on this thread.
 template <class T>
 Task<T> create_task(Coro<T> coro, std::string name = {});
-// The same for any other kettle awaitable (q.get(), lock.acquire(), ev.wait(), sleep(d),
-// wait_for(...), a Future, ...): a task that awaits it. Tasks and gathers are tasks already
-// (compile-time error: use them as they are, or ensure_future).
+/// The same for any other kettle awaitable (q.get(), lock.acquire(), ev.wait(), sleep(d),
+/// wait_for(...), a Future, ...): a task that awaits it. Tasks and gathers are tasks already
+/// (compile-time error: use them as they are, or ensure_future).
 template <class Aw>
 requires(!std::is_base_of_v<TaskRef, std::remove_cvref_t<Aw>>) auto create_task(
     Aw&& aw, std::string name = {});
 
-// asyncio.ensure_future: a Task or LoopFuture as it is; a Coro or any other awaitable
-// becomes a Task.
+/// asyncio.ensure_future: a Task or LoopFuture as it is; a Coro or any other awaitable
+/// becomes a Task.
 template <class Aw>
 auto ensure_future(Aw&& aw);
 
-// The task running on this thread (empty outside a task).
+/// The task running on this thread (empty outside a task).
 TaskRef current_task();
-// Every task of the running loop that has not finished.
+/// Every task of the running loop that has not finished.
 std::vector<TaskRef> all_tasks();
 
-// sleep(d): suspends the current task for d (≤ 0 acts as 0; longer than 100 years means
-// forever; NaN is ValueError). sleep(0) yields: every other ready task runs once before
-// this one resumes.
-// Cancellation: the timer is disarmed at once; nothing is left behind.
 class SleepAwaiter;
+///@{
+/// sleep(d): suspends the current task for d (≤ 0 acts as 0; longer than 100 years means
+/// forever; NaN is ValueError). sleep(0) yields: every other ready task runs once before
+/// this one resumes.
+/// Cancellation: the timer is disarmed at once; nothing is left behind.
 template <class Rep, class Period>
 SleepAwaiter sleep(std::chrono::duration<Rep, Period> d);
 SleepAwaiter sleep(double seconds);
+///@}
 
 // ---------------------------------------------------------------------------------------
 // gather
@@ -161,21 +192,33 @@ SleepAwaiter sleep(double seconds);
 // Cancellation: cancelling the gather (or the task awaiting it) cancels every unfinished
 // child; results of children already done are dropped with it.
 
+/// The type of return_exceptions.
 inline constexpr struct return_exceptions_t {
+  /// Explicit, so that `{}` is never taken for it.
   explicit return_exceptions_t() = default;
-} return_exceptions{};
+}
+/// gather(return_exceptions, ...): asyncio's `gather(..., return_exceptions=True)`; each
+/// child gives a Result<T> and the gather never throws.
+return_exceptions{};
 
-// A value or the exception that was raised instead (gather with return_exceptions).
+/// A value or the exception that was raised instead (gather with return_exceptions).
 template <class T>
 class Result {
  public:
+  /// T, or std::monostate for void.
   using value_type = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+  /// A Result holding the value v.
   Result(value_type v) : v_(std::in_place_index<0>, std::move(v)) {}
+  /// A Result holding the exception e.
   Result(std::exception_ptr e) : v_(std::in_place_index<1>, std::move(e)) {}
 
+  ///@{
+  /// True if there is a value, false if there is an exception.
   bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
-  // The value, or rethrows the exception.
+  ///@}
+  ///@{
+  /// The value, or rethrows the exception. On an rvalue the value is moved out.
   value_type& value() & {
     if (!has_value()) std::rethrow_exception(std::get<1>(v_));
     return std::get<0>(v_);
@@ -184,35 +227,53 @@ class Result {
     if (!has_value()) std::rethrow_exception(std::get<1>(v_));
     return std::move(std::get<0>(v_));
   }
-  // The exception, null if there is a value.
+  ///@}
+  /// The exception, null if there is a value.
   std::exception_ptr exception() const noexcept { return has_value() ? nullptr : std::get<1>(v_); }
 
  private:
   std::variant<value_type, std::exception_ptr> v_;
 };
 
-// A loop-local future (asyncio.Future) made by gather() or shield(): awaitable by any
-// number of tasks, cancellable, inspectable.
+/// A loop-local future (asyncio.Future) made by gather() or shield(): awaitable by any
+/// number of tasks, cancellable, inspectable. Copies refer to the same future; every
+/// method of an empty one raises InvalidStateError.
 template <class R>
 class [[nodiscard]] LoopFuture {
  public:
-  // gather: false once done; otherwise cancels every unfinished child and returns whether
-  // any child took the request. shield: cancels the outer future only.
+  /// gather: false once done; otherwise cancels every unfinished child and returns whether
+  /// any child took the request. shield: cancels the outer future only.
   bool cancel(std::string_view msg = {}) { return core().cancel(msg); }
+  /// True once the future has a result, an exception, or was cancelled.
   bool done() const { return core().done(); }
+  /// True if the future was cancelled.
   bool cancelled() const { return core().cancelled(); }
+  /// The exception it finished with, null if it has a value; InvalidStateError while
+  /// pending, CancelledError if cancelled.
   std::exception_ptr exception() const { return core().exception(); }
+  ///@{
+  /// The result (a reference on an lvalue; moved out of an rvalue that is the only handle,
+  /// else copied); InvalidStateError while pending, CancelledError if cancelled, the
+  /// exception if it failed.
   decltype(auto) result() & { return detail::future_ref<R>(&core()); }
   R result() && { return detail::future_take<R>(&core(), state_->refs() == 1); }
+  ///@}
 
+  ///@{
+  /// Waits for the future: on an lvalue gives R& (the value stays in the future), on an
+  /// rvalue R; rethrows its exception. Cancelling the awaiting task cancels the future.
   detail::FutureAwaiter<R, false> operator co_await() & noexcept;
   detail::FutureAwaiter<R, true> operator co_await() && noexcept;
+  ///@}
 
+  /// fn(LoopFuture<R>&) or fn(), called through the loop once the future is done;
+  /// RuntimeError if its loop is closed.
   template <class F>
   void add_done_callback(F&& fn);
 
-  // Implementation
+  /// Implementation: a handle adopting one reference to the future state `adopted`.
   explicit LoopFuture(detail::FutureCore* adopted) noexcept : state_(adopted) {}
+  /// Implementation: the future state, null for an empty handle.
   detail::FutureCore* state() const noexcept { return state_.get(); }
 
  private:
@@ -224,11 +285,19 @@ class [[nodiscard]] LoopFuture {
   detail::CoreRef<detail::FutureCore> state_;
 };
 
+/// asyncio's name for what gather() returns.
 template <class R>
 using GatheringFuture = LoopFuture<R>;
 
+/// asyncio.gather: runs the awaitables concurrently (Coros become tasks at once) and gives
+/// a LoopFuture of their results: a std::tuple in argument order, or a std::vector for a
+/// single range of awaitables. The first exception propagates to the awaiter at once while
+/// the other children keep running; cancelling the gather cancels every unfinished child.
+/// RuntimeError if no loop is running. See "gather" above.
 template <class... Aws>
 auto gather(Aws&&... aws);
+/// gather(return_exceptions, ...): the same, but each child gives a Result<T> holding its
+/// value or its exception, and awaiting the gather never raises a child's exception.
 template <class... Aws>
 auto gather(return_exceptions_t, Aws&&... aws);
 
@@ -239,32 +308,33 @@ auto gather(return_exceptions_t, Aws&&... aws);
 //   auto [done, pending] = co_await kettle::wait(tasks, kettle::FIRST_COMPLETED, 1s);
 //   for (auto next : kettle::as_completed(tasks, 2s)) T r = co_await next;
 
-// shield(aw): a LoopFuture that follows aw (a Coro becomes a task).
-// Cancellation: cancelling it, or the task awaiting it, does not cancel aw, which runs on
-// (its result, if nobody else awaits it, is dropped); the awaiting task sees CancelledError.
+/// shield(aw): a LoopFuture that follows aw (a Coro becomes a task).
+/// Cancellation: cancelling it, or the task awaiting it, does not cancel aw, which runs on
+/// (its result, if nobody else awaits it, is dropped); the awaiting task sees CancelledError.
 template <class Aw>
 auto shield(Aw&& aw);
 
+/// What awaiting wait() gives: asyncio.wait's `(done, pending)`.
 template <class Fut>
 struct WaitResult {
-  std::vector<Fut> done;
-  std::vector<Fut> pending;
+  std::vector<Fut> done;     ///< The futures that are done.
+  std::vector<Fut> pending;  ///< The futures still pending.
 };
 
-// wait(futures, return_when, timeout): waits for Tasks, LoopFutures or Futures (not
-// Coros: make them tasks first, as asyncio requires) and returns which are done and which
-// pending, in the input's order (a future given twice, once). Never raises TimeoutError.
-// Cancellation: nothing is cancelled, the futures go on.
+/// wait(futures, return_when, timeout): waits for Tasks, LoopFutures or Futures (not
+/// Coros: make them tasks first, as asyncio requires) and returns which are done and which
+/// pending, in the input's order (a future given twice, once). Never raises TimeoutError.
+/// Cancellation: nothing is cancelled, the futures go on.
 template <class Range>
 auto wait(Range&& futures, ReturnWhen return_when = ALL_COMPLETED,
           std::optional<std::chrono::duration<double>> timeout = std::nullopt);
 
-// as_completed(aws, timeout): as many awaitables as aws has (a future given twice, once),
-// each giving the next result in completion order (or raising its exception); after the
-// timeout, the ones left raise TimeoutError. Coros are made tasks. Iterating again after a
-// `break` resumes where it stopped.
-// Cancellation: a step cancelled while waiting takes no result (the next step gets it);
-// the awaitables go on.
+/// as_completed(aws, timeout): as many awaitables as aws has (a future given twice, once),
+/// each giving the next result in completion order (or raising its exception); after the
+/// timeout, the ones left raise TimeoutError. Coros are made tasks. Iterating again after a
+/// `break` resumes where it stopped.
+/// Cancellation: a step cancelled while waiting takes no result (the next step gets it);
+/// the awaitables go on.
 template <class Range>
 auto as_completed(Range&& aws, std::optional<std::chrono::duration<double>> timeout = std::nullopt);
 
@@ -478,16 +548,20 @@ auto ensure_future(Aw&& aw) {
   }
 }
 
+/// What sleep() returns: awaiting it suspends the current task for the duration.
 class [[nodiscard]] SleepAwaiter : private detail::CancelHook {
  public:
+  /// A sleep of ns nanoseconds (≤ 0: a yield); sleep() makes these.
   explicit SleepAwaiter(std::int64_t ns) noexcept : CancelHook{&hook} { node_.when = ns; }
-  // Movable until awaited (gather may take a sleep by value).
+  /// Movable until awaited (gather may take a sleep by value).
   SleepAwaiter(SleepAwaiter&& o) noexcept : CancelHook{&hook} { node_.when = o.node_.when; }
   SleepAwaiter& operator=(const SleepAwaiter&) = delete;
+  /// Disarms the timer if it is still armed.
   ~SleepAwaiter() {
     if (node_.armed()) task()->loop()->timers.remove(&node_);
   }
 
+  /// True (no suspension) only for sleep(0) when yielding would change nothing.
   bool await_ready() const noexcept {
     // sleep(0) when yielding would come straight back here costs nothing.
     if (node_.when > 0) return false;
@@ -495,6 +569,7 @@ class [[nodiscard]] SleepAwaiter : private detail::CancelHook {
     return l && l->current_task && !l->current_task->cancel_requested() && l->yield_is_noop();
   }
 
+  /// Arms the timer (or, for sleep(0), reschedules the task behind the ready ones).
   void await_suspend(std::coroutine_handle<> h) {
     detail::TaskBase& t = detail::current_task_for_await();
     node_.set_target(&t);
@@ -506,6 +581,7 @@ class [[nodiscard]] SleepAwaiter : private detail::CancelHook {
     arm(t, h);
   }
 
+  /// Raises CancelledError if the task was cancelled while sleeping.
   void await_resume() {
     if (!node_.target()) return;  // did not suspend
     // Consume a pending cancel request even when the timer was aborted by the hook.

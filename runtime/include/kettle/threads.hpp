@@ -1,25 +1,30 @@
-// kettle/threads.hpp — threads and loops meeting: asyncio.to_thread,
-// loop.run_in_executor and asyncio.run_coroutine_threadsafe.
-//
-//   std::string page = co_await kettle::to_thread(blocking_download, url);
-//   auto f = kettle::run_in_executor(&pool, crunch, data);   // any executor; nullptr: default
-//   int r = co_await f;
-//
-//   // from a plain thread, into a running loop:
-//   kettle::Future<int> f = kettle::run_coroutine_threadsafe(compute(), loop);
-//   int r = f.result(1s);
-//
-// to_thread runs fn(args...) on the running loop's default ThreadPoolExecutor (created on
-// first use; kettle::run shuts it down on the way out, waiting for running work). The
-// work starts at once; the returned Future is awaited for its result.
-// Cancellation: cancelling the awaiting task cancels work that has not started, and asks
-// running work to stop if its callable takes a std::stop_token first (its result is then
-// dropped).
-//
-// On g++ 12, pass a named lambda, or one that captures by reference, or put the captured
-// state in the arguments: g++ 12 frees a lambda temporary's owning captures twice inside
-// a co_await expression (GCC PR 100611), so to_thread and run_in_executor refuse one.
+/// @file
+/// kettle/threads.hpp — threads and loops meeting: asyncio.to_thread,
+/// loop.run_in_executor and asyncio.run_coroutine_threadsafe.
+///
+/// @code
+/// std::string page = co_await kettle::to_thread(blocking_download, url);
+/// auto f = kettle::run_in_executor(&pool, crunch, data);   // any executor; nullptr: default
+/// int r = co_await f;
+///
+/// // from a plain thread, into a running loop:
+/// kettle::Future<int> f = kettle::run_coroutine_threadsafe(compute(), loop);
+/// int r = f.result(1s);
+/// @endcode
+///
+/// to_thread runs fn(args...) on the running loop's default ThreadPoolExecutor (created on
+/// first use; kettle::run shuts it down on the way out, waiting for running work). The
+/// work starts at once; the returned Future is awaited for its result.
+/// Cancellation: cancelling the awaiting task cancels work that has not started, and asks
+/// running work to stop if its callable takes a std::stop_token first (its result is then
+/// dropped).
+///
+/// On g++ 12, pass a named lambda, or one that captures by reference, or put the captured
+/// state in the arguments: g++ 12 frees a lambda temporary's owning captures twice inside
+/// a co_await expression (GCC PR 100611), so to_thread and run_in_executor refuse one.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <cstddef>
 #include <memory>
@@ -34,15 +39,24 @@
 
 namespace kettle {
 
+/// asyncio.to_thread: runs fn(args...) on the running loop's default ThreadPoolExecutor and
+/// returns its Future (co_await it for the result). RuntimeError if no loop is running.
 template <class F, class... Args>
 [[nodiscard]] auto to_thread(F&& fn, Args&&... args);
 
+///@{
+/// loop.run_in_executor: submits fn(args...) to `executor` (anything with a submit(),
+/// such as a ThreadPoolExecutor or ProcessPoolExecutor) and returns its Future; nullptr
+/// means the running loop's default executor, as to_thread().
 template <class Executor, class F, class... Args>
 auto run_in_executor(Executor* executor, F&& fn, Args&&... args);
 template <class F, class... Args>
 auto run_in_executor(std::nullptr_t, F&& fn, Args&&... args);
+///@}
 
-// Schedules `coro` on `loop` from any thread. Cancelling the Future cancels the task.
+/// asyncio.run_coroutine_threadsafe: schedules `coro` on `loop` from any thread and returns a
+/// Future of its result. Cancelling the Future cancels the task. RuntimeError for an
+/// empty Coro or a closed loop.
 template <class T>
 Future<T> run_coroutine_threadsafe(Coro<T> coro, EventLoop& loop);
 

@@ -1,31 +1,36 @@
-// kettle/timeouts.hpp — deadlines: asyncio.timeout, timeout_at, wait_for.
-//
-//   // async with asyncio.timeout(2): data = await fetch()
-//   Data data = co_await kettle::timeout(2s, fetch());
-//
-//   // async with asyncio.timeout_at(when) as cm: ... cm.reschedule(...)
-//   kettle::Timeout cm = kettle::timeout_at(loop.time() + 2);
-//   Data data = co_await cm.run(fetch_with(cm));   // fetch_with may call cm.reschedule()
-//   if (cm.expired()) ...
-//
-//   // asyncio.wait_for(aw, 2): a Coro runs in this task; a Task is awaited
-//   int v = co_await kettle::wait_for(compute(), 2s);
-//
-// The body runs inside the current task; no task is created. When the deadline passes the
-// task is cancelled (the body sees CancelledError where it is suspended) and, once the
-// CancelledError has left the body, the scope turns it into kettle::TimeoutError. Only
-// the cancellation the scope caused is converted: a cancellation from outside, or an outer
-// timeout's, goes through unchanged (nested timeouts are counted with
-// Task::cancelling/uncancel, as in asyncio). An exception raised while the body unwinds
-// propagates instead of TimeoutError. The deadline is disarmed on every way out.
-// Cancellation: what the body awaits decides what is left behind (see each awaitable);
-// wait_for of a Task cancels it and waits until it has really finished. Any awaitable
-// works as a body or in wait_for, and wait_for(...) can itself go to create_task.
-//
-// C++ has no `async with`, so the body is an awaitable (usually a Coro) handed to the
-// scope. To reach the scope from inside the body, create it first and pass it by
-// reference, as with `cm` above.
+/// @file
+/// kettle/timeouts.hpp — deadlines: asyncio.timeout, timeout_at, wait_for.
+///
+/// @code
+/// // async with asyncio.timeout(2): data = await fetch()
+/// Data data = co_await kettle::timeout(2s, fetch());
+///
+/// // async with asyncio.timeout_at(when) as cm: ... cm.reschedule(...)
+/// kettle::Timeout cm = kettle::timeout_at(loop.time() + 2);
+/// Data data = co_await cm.run(fetch_with(cm));   // fetch_with may call cm.reschedule()
+/// if (cm.expired()) ...
+///
+/// // asyncio.wait_for(aw, 2): a Coro runs in this task; a Task is awaited
+/// int v = co_await kettle::wait_for(compute(), 2s);
+/// @endcode
+///
+/// The body runs inside the current task; no task is created. When the deadline passes the
+/// task is cancelled (the body sees CancelledError where it is suspended) and, once the
+/// CancelledError has left the body, the scope turns it into kettle::TimeoutError. Only
+/// the cancellation the scope caused is converted: a cancellation from outside, or an outer
+/// timeout's, goes through unchanged (nested timeouts are counted with
+/// Task::cancelling/uncancel, as in asyncio). An exception raised while the body unwinds
+/// propagates instead of TimeoutError. The deadline is disarmed on every way out.
+/// Cancellation: what the body awaits decides what is left behind (see each awaitable);
+/// wait_for of a Task cancels it and waits until it has really finished. Any awaitable
+/// works as a body or in wait_for, and wait_for(...) can itself go to create_task.
+///
+/// C++ has no `async with`, so the body is an awaitable (usually a Coro) handed to the
+/// scope. To reach the scope from inside the body, create it first and pass it by
+/// reference, as with `cm` above.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <chrono>
 #include <coroutine>
@@ -49,55 +54,76 @@ template <class Aw, bool Owned>
 class TimeoutAwaiter;
 }
 
+/// asyncio.Timeout: a deadline scope for a body run in the current task (what timeout()
+/// and timeout_at() return); see timeouts.hpp.
 class Timeout {
  public:
+  /// The clock of the deadlines (EventLoop::clock).
   using clock = EventLoop::clock;
 
-  // A deadline at `when` (in EventLoop::clock), or none.
+  /// A deadline at `when` (in EventLoop::clock), or none.
   explicit Timeout(std::optional<clock::time_point> when) noexcept;
   Timeout(const Timeout&) = delete;
   Timeout& operator=(const Timeout&) = delete;
+  /// Disarms the deadline if it is still armed.
   ~Timeout() {
     if (node_.armed() || soon_) disarm();
   }
 
-  // Runs `body` (a Coro or any awaitable) in the current task under this deadline and
-  // returns its result. A Timeout is entered once: running it again raises RuntimeError.
+  /// Runs `body` (a Coro or any awaitable) in the current task under this deadline and
+  /// returns its result. A Timeout is entered once: running it again raises RuntimeError.
   template <class Aw>
   [[nodiscard]] detail::TimeoutAwaiter<Aw, false> run(Aw&& body);
 
-  // The deadline in the units of EventLoop::time(), or none.
+  /// The deadline in the units of EventLoop::time(), or none.
   std::optional<double> when() const noexcept;
-  // Moves the deadline (none: no deadline); only while the body runs.
+  ///@{
+  /// Moves the deadline (none: no deadline); only while the body runs (RuntimeError
+  /// otherwise). NaN is ValueError.
   void reschedule(std::optional<double> when);
   void reschedule(std::optional<clock::time_point> when);
   void reschedule(std::nullopt_t) { reschedule(std::optional<clock::time_point>()); }
-  // Whether the deadline passed while the body ran.
+  ///@}
+  /// Whether the deadline passed while the body ran.
   bool expired() const noexcept { return state_ == State::expiring || state_ == State::expired; }
 
-  // Implementation
-  enum class State : std::uint8_t { created, entered, expiring, expired, exited };
+  /// Implementation: where the scope is in its life.
+  enum class State : std::uint8_t {
+    created,   ///< Not entered yet.
+    entered,   ///< The body runs.
+    expiring,  ///< The deadline passed and the task was cancelled; the body unwinds.
+    expired,   ///< Exited after the deadline passed.
+    exited     ///< Exited before the deadline.
+  };
+  /// Implementation: the scope's state.
   State state() const noexcept { return state_; }
-  // For wait_for: a deadline `ns` after entry, armed only if the body suspends.
+  /// Implementation, for wait_for: a deadline `ns` after entry, armed only if the body
+  /// suspends.
   struct Relative {
-    std::int64_t ns;
+    std::int64_t ns;  ///< Nanoseconds after entry.
   };
+  /// Implementation: a Relative deadline.
   explicit Timeout(Relative rel) noexcept;
-  // A deadline at `ns` on the steady clock (already saturated).
+  /// Implementation: a deadline at `ns` on the steady clock (already saturated).
   struct At {
-    std::int64_t ns;
+    std::int64_t ns;  ///< Steady-clock nanoseconds.
   };
+  /// Implementation: an At deadline.
   explicit Timeout(At at) noexcept;
+  /// Implementation: enters the scope in the current task (arms the deadline).
+  /// RuntimeError if entered before or outside a task.
   void enter() {
     if (relative_mode_ && state_ == State::created) [[likely]]
       enter_relative();
     else
       enter_slow();
   }
+  /// Implementation: the body suspended; a Relative deadline is armed now.
   void on_suspend() {
     if (relative_mode_ && !when_ && state_ == State::entered) arm_relative();
   }
-  // True if the body's CancelledError must become TimeoutError.
+  /// Implementation: leaves the scope and disarms the deadline; true if the body's
+  /// CancelledError must become TimeoutError.
   bool exit() noexcept {
     if (state_ == State::entered && !node_.armed() && !soon_) [[likely]] {
       state_ = State::exited;  // nothing armed, nothing fired: the common way out
@@ -138,8 +164,9 @@ class Timeout {
   Handle soon_;  // a deadline already due fires through the ready queue, as asyncio does
 };
 
-// asyncio.timeout(delay) / timeout(None) / timeout_at(when) / timeout_at(None). A delay or
-// deadline more than 100 years away means none; NaN is ValueError.
+///@{
+/// asyncio.timeout(delay) / timeout(None) / timeout_at(when) / timeout_at(None). A delay or
+/// deadline more than 100 years away means none; NaN is ValueError.
 template <class Rep, class Period>
 Timeout timeout(std::chrono::duration<Rep, Period> delay);
 Timeout timeout(double delay_seconds);
@@ -147,16 +174,18 @@ Timeout timeout(std::nullopt_t) noexcept;
 Timeout timeout_at(double when);
 Timeout timeout_at(Timeout::clock::time_point when) noexcept;
 Timeout timeout_at(std::nullopt_t) noexcept;
+///@}
 
-// `co_await timeout(d, body)`: run `body` under a deadline d from now.
+/// `co_await timeout(d, body)`: run `body` under a deadline d from now.
 template <class Rep, class Period, class Aw>
 [[nodiscard]] detail::TimeoutAwaiter<Aw, true> timeout(std::chrono::duration<Rep, Period> delay,
                                                        Aw&& body);
 
-// asyncio.wait_for(aw, timeout). A Coro (or any awaitable) runs in this task; a Task or a
-// gather is awaited (and cancelled on expiry, then waited for until it has really
-// finished). A timeout <= 0 returns the result if it is already there and otherwise
-// cancels at once; a Coro is then never started. std::nullopt: no deadline.
+///@{
+/// asyncio.wait_for(aw, timeout). A Coro (or any awaitable) runs in this task; a Task or a
+/// gather is awaited (and cancelled on expiry, then waited for until it has really
+/// finished). A timeout <= 0 returns the result if it is already there and otherwise
+/// cancels at once; a Coro is then never started. std::nullopt: no deadline.
 template <class Aw, class Rep, class Period>
 [[nodiscard]] detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw,
                                                         std::chrono::duration<Rep, Period> t);
@@ -164,6 +193,7 @@ template <class Aw>
 [[nodiscard]] detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, double seconds);
 template <class Aw>
 [[nodiscard]] detail::TimeoutAwaiter<Aw, true> wait_for(Aw&& aw, std::nullopt_t);
+///@}
 
 // ---------------------------------------------------------------------------------------
 // Implementation

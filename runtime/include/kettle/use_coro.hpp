@@ -1,19 +1,24 @@
-// kettle/use_coro.hpp — await any Asio operation from a kettle task.
-//
-//   asio::steady_timer timer(kettle::get_running_loop().io_context(), 1s);
-//   co_await timer.async_wait(kettle::use_coro);
-//   std::size_t n = co_await socket.async_read_some(asio::buffer(buf), kettle::use_coro);
-//
-// The operation starts when it is awaited, on the awaiting task's loop (I/O objects must
-// use that loop's io_context). An error_code first argument becomes std::system_error
-// when set; the other results are returned (none: void; one: the value; more: a tuple).
-//
-// Cancellation: cancelling the task cancels the operation through an
-// asio::cancellation_signal (terminal cancellation): the task sees CancelledError. If the
-// operation had already succeeded when the cancellation arrived, its result is returned and
-// the CancelledError is raised at the task's next suspension point instead: neither the
-// result nor the cancellation is lost.
+/// @file
+/// kettle/use_coro.hpp — await any Asio operation from a kettle task.
+///
+/// @code
+/// asio::steady_timer timer(kettle::get_running_loop().io_context(), 1s);
+/// co_await timer.async_wait(kettle::use_coro);
+/// std::size_t n = co_await socket.async_read_some(asio::buffer(buf), kettle::use_coro);
+/// @endcode
+///
+/// The operation starts when it is awaited, on the awaiting task's loop (I/O objects must
+/// use that loop's io_context). An error_code first argument becomes std::system_error
+/// when set; the other results are returned (none: void; one: the value; more: a tuple).
+///
+/// Cancellation: cancelling the task cancels the operation through an
+/// asio::cancellation_signal (terminal cancellation): the task sees CancelledError. If the
+/// operation had already succeeded when the cancellation arrived, its result is returned and
+/// the CancelledError is raised at the task's next suspension point instead: neither the
+/// result nor the cancellation is lost.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <atomic>
 #include <coroutine>
@@ -35,9 +40,13 @@
 
 namespace kettle {
 
+/// The type of use_coro: an Asio completion token.
 struct use_coro_t {
+  /// The token.
   constexpr use_coro_t() noexcept = default;
 };
+/// The completion token that makes an Asio operation awaitable from a kettle task:
+/// `co_await timer.async_wait(kettle::use_coro)`. See use_coro.hpp.
 inline constexpr use_coro_t use_coro{};
 
 // ---------------------------------------------------------------------------------------

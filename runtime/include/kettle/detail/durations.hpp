@@ -5,6 +5,8 @@
 // nothing overflows. NaN is a ValueError. Nothing else in kettle converts user durations.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstdint>

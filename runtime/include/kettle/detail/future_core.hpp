@@ -3,6 +3,8 @@
 // completed once, awaited by any number of waiters.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <coroutine>
 #include <cstdint>
 #include <exception>

@@ -6,6 +6,8 @@
 // frames as it goes instead of holding every one of them until the end.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <cstddef>
 #include <memory>
 #include <optional>

@@ -2,6 +2,8 @@
 // Pushing and popping cost a store and a load; there is no allocation per entry.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <cstddef>
 #include <cstdlib>
 #include <memory>

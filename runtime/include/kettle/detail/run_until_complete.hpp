@@ -1,6 +1,8 @@
 // Internal: EventLoop::run_until_complete, which needs both the loop and tasks.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <utility>
 
 #include "kettle/detail/future_core.hpp"

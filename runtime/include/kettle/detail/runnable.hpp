@@ -1,6 +1,8 @@
 // Internal: what the ready queue holds.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 namespace kettle::detail {
 
 // Something the loop can run: a task step or a callback. Tasks share this vtable pointer

@@ -11,6 +11,8 @@
 // This is what lets cancel() reach whatever a task is suspended in.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <coroutine>
 #include <cstdint>
 #include <memory>

@@ -7,6 +7,8 @@
 // scheduled, thanks to a sequence number kept in the node and read only on ties.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <limits>

@@ -5,6 +5,8 @@
 // at the moment it is woken, a wake-up that must pass to the next in line) as in CPython.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>

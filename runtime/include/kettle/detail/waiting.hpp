@@ -1,6 +1,8 @@
 // Internal: shield, wait and as_completed (asyncio.tasks).
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <chrono>
 #include <coroutine>
 #include <cstddef>

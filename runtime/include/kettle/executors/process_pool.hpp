@@ -1,44 +1,49 @@
-// kettle/executors/process_pool.hpp — concurrent.futures.ProcessPoolExecutor.
-//
-//   int square(int x) { return x * x; }
-//
-//   kettle::ProcessPoolExecutor pool;                       // one worker per usable core
-//   kettle::Future<int> f = pool.submit(square, 5);         // fn, args...
-//   int v = co_await f;                                     // or f.result() from a thread
-//   std::vector<int> all = co_await pool.map(square, numbers, 256);  // chunksize 256
-//
-// Work runs in other processes, so fn is a plain function or a captureless lambda (a
-// worker cannot receive captured state: pass it as arguments), and its arguments and result
-// travel through cereal: standard types work as they are, a user type once it has a cereal
-// serialize function. Anything else is a compile-time error.
-//
-// Workers are started lazily, up to max_workers, by the start method: forkserver (the
-// default: one small single-threaded server process, started from this program's
-// executable, forks each worker), spawn (each worker is this program's executable, started
-// afresh), or fork (a server forked from this process at construction, which must then be
-// single-threaded; workers see this process's state as it was then). spawn and forkserver
-// need the program's main wrapped, which linking with kettle::kettle through CMake does.
-//
-// An exception thrown by fn is rethrown by the future: the standard exception types and
-// kettle's ValueError, RuntimeError and TimeoutError as themselves, anything else as
-// kettle::RemoteError (type name, what() and the worker's pid). A worker that dies while
-// running a task (a signal, abort(), exit()) fails only that task, with WorkerCrashedError;
-// a replacement starts and every other task goes on. OnWorkerCrash::break_pool gives
-// Python's meaning instead: the pool breaks and every pending and later task fails with
-// BrokenProcessPool. A worker's death is acted on at once, even if a child it forked still
-// holds its socket; if the fork server itself dies, another is started.
-//
-// Cancellation: a task awaiting a submit's Future that is cancelled cancels the work if no
-// worker has it yet; work already sent runs to its end in its worker (another process
-// cannot be interrupted safely) and its result is dropped.
-//
-// A worker runs user code, so the parent trusts nothing it sends: a message that breaks the
-// protocol (malformed, a reply to a task it was not running, a result that does not read as
-// fn's result type, a size prefix larger than the message) gets that worker killed, and its
-// task fails with WorkerCrashedError saying why; the parent allocates nothing a worker's
-// lengths claim beyond the bytes it actually sent. One call's arguments (and one result)
-// must fit in 4 GiB - 1 bytes serialized: more fails that future with ValueError.
+/// @file
+/// kettle/executors/process_pool.hpp — concurrent.futures.ProcessPoolExecutor.
+///
+/// @code
+/// int square(int x) { return x * x; }
+///
+/// kettle::ProcessPoolExecutor pool;                       // one worker per usable core
+/// kettle::Future<int> f = pool.submit(square, 5);         // fn, args...
+/// int v = co_await f;                                     // or f.result() from a thread
+/// std::vector<int> all = co_await pool.map(square, numbers, 256);  // chunksize 256
+/// @endcode
+///
+/// Work runs in other processes, so fn is a plain function or a captureless lambda (a
+/// worker cannot receive captured state: pass it as arguments), and its arguments and result
+/// travel through cereal: standard types work as they are, a user type once it has a cereal
+/// serialize function. Anything else is a compile-time error.
+///
+/// Workers are started lazily, up to max_workers, by the start method: forkserver (the
+/// default: one small single-threaded server process, started from this program's
+/// executable, forks each worker), spawn (each worker is this program's executable, started
+/// afresh), or fork (a server forked from this process at construction, which must then be
+/// single-threaded; workers see this process's state as it was then). spawn and forkserver
+/// need the program's main wrapped, which linking with kettle::kettle through CMake does.
+///
+/// An exception thrown by fn is rethrown by the future: the standard exception types and
+/// kettle's ValueError, RuntimeError and TimeoutError as themselves, anything else as
+/// kettle::RemoteError (type name, what() and the worker's pid). A worker that dies while
+/// running a task (a signal, abort(), exit()) fails only that task, with WorkerCrashedError;
+/// a replacement starts and every other task goes on. OnWorkerCrash::break_pool gives
+/// Python's meaning instead: the pool breaks and every pending and later task fails with
+/// BrokenProcessPool. A worker's death is acted on at once, even if a child it forked still
+/// holds its socket; if the fork server itself dies, another is started.
+///
+/// Cancellation: a task awaiting a submit's Future that is cancelled cancels the work if no
+/// worker has it yet; work already sent runs to its end in its worker (another process
+/// cannot be interrupted safely) and its result is dropped.
+///
+/// A worker runs user code, so the parent trusts nothing it sends: a message that breaks the
+/// protocol (malformed, a reply to a task it was not running, a result that does not read as
+/// fn's result type, a size prefix larger than the message) gets that worker killed, and its
+/// task fails with WorkerCrashedError saying why; the parent allocates nothing a worker's
+/// lengths claim beyond the bytes it actually sent. One call's arguments (and one result)
+/// must fit in 4 GiB - 1 bytes serialized: more fails that future with ValueError.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <cstddef>
 #include <memory>
@@ -57,60 +62,79 @@
 
 namespace kettle {
 
-enum class StartMethod { forkserver, spawn, fork };
-enum class OnWorkerCrash { replace_worker, break_pool };
+/// How a process pool starts its workers (multiprocessing's start methods).
+enum class StartMethod {
+  forkserver,  ///< One small single-threaded server, started from this executable, forks each.
+  spawn,       ///< Each worker is this program's executable, started afresh.
+  fork         ///< A server forked from this process at construction (single-threaded only).
+};
+/// What a worker that dies while running a task does to the pool.
+enum class OnWorkerCrash {
+  replace_worker,  ///< Only that task fails (WorkerCrashedError); a new worker starts.
+  break_pool       ///< Python's meaning: the pool breaks (BrokenProcessPool).
+};
 
+/// ProcessPoolExecutor's keyword arguments.
 struct ProcessPoolOptions {
-  std::optional<std::size_t> max_workers = std::nullopt;  // default: the number of usable cores
-  StartMethod start_method = StartMethod::forkserver;
-  std::optional<unsigned> max_tasks_per_child =
-      std::nullopt;  // a fresh worker after that many tasks
+  /// Default: the number of usable cores.
+  std::optional<std::size_t> max_workers = std::nullopt;
+  StartMethod start_method = StartMethod::forkserver;  ///< How workers start.
+  /// A fresh worker after that many tasks (Python's max_tasks_per_child).
+  std::optional<unsigned> max_tasks_per_child = std::nullopt;
+  /// What a worker's death does to the pool.
   OnWorkerCrash on_worker_crash = OnWorkerCrash::replace_worker;
 };
 
 template <class V>
 class ChunkedMapResult;
 
+/// concurrent.futures.ProcessPoolExecutor: runs calls in worker processes, each giving a
+/// Future. See executors/process_pool.hpp.
 class ProcessPoolExecutor {
  public:
-  // ValueError for max_workers 0 or max_tasks_per_child 0; RuntimeError when the start
-  // method cannot work here (fork in a process that has threads; spawn or forkserver in a
-  // program whose main is not wrapped).
+  /// ValueError for max_workers 0 or max_tasks_per_child 0; RuntimeError when the start
+  /// method cannot work here (fork in a process that has threads; spawn or forkserver in a
+  /// program whose main is not wrapped).
   explicit ProcessPoolExecutor(ProcessPoolOptions options = {});
-  // initializer(initargs...) runs first in every worker; if it throws, the pool breaks:
-  // pending and later tasks fail with BrokenProcessPool naming the error.
+  /// initializer(initargs...) runs first in every worker; if it throws, the pool breaks:
+  /// pending and later tasks fail with BrokenProcessPool naming the error.
   template <class F, class... Args>
   ProcessPoolExecutor(ProcessPoolOptions options, F initializer, Args&&... initargs);
   ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
   ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
-  ~ProcessPoolExecutor();  // shutdown(wait = true)
+  ~ProcessPoolExecutor();  ///< shutdown(wait = true).
 
-  // Schedules fn(args...) in a worker. RuntimeError after shutdown, BrokenProcessPool once
-  // broken. An argument that fails to serialize fails the returned future.
+  /// Schedules fn(args...) in a worker and returns its Future. RuntimeError after shutdown,
+  /// BrokenProcessPool once broken. An argument that fails to serialize fails the returned
+  /// future.
   template <class F, class... Args>
   auto submit(F fn, Args&&... args);
 
-  // fn over the range, in input order; chunksize items travel (and run) per message.
+  /// fn over the range, in input order; chunksize items travel (and run) per message.
+  /// Returns a ChunkedMapResult.
   template <class F, class Range>
   auto map(F fn, Range&& range, std::size_t chunksize = 1) {
     return map_impl<false>(fn, std::forward<Range>(range), chunksize);
   }
-  // The same over a range of argument tuples: fn(std::get<0>(t), std::get<1>(t), ...).
+  /// The same over a range of argument tuples: fn(std::get<0>(t), std::get<1>(t), ...).
   template <class F, class Range>
   auto starmap(F fn, Range&& range, std::size_t chunksize = 1) {
     return map_impl<true>(fn, std::forward<Range>(range), chunksize);
   }
 
-  // No new work. cancel_futures: tasks not yet sent to a worker are cancelled. wait:
-  // returns once every worker has exited.
+  /// No new work. cancel_futures: tasks not yet sent to a worker are cancelled. wait:
+  /// returns once every worker has exited.
   void shutdown(bool wait = true, bool cancel_futures = false);
-  // shutdown(false, true), then SIGTERM (terminate) or SIGKILL (kill) every worker; the
-  // tasks they were running fail with BrokenProcessPool.
+  ///@{
+  /// shutdown(false, true), then SIGTERM (terminate) or SIGKILL (kill) every worker; the
+  /// tasks they were running fail with BrokenProcessPool.
   void terminate_workers();
   void kill_workers();
+  ///@}
 
+  /// The most worker processes it runs.
   std::size_t max_workers() const noexcept { return core_->max_workers(); }
-  // The live workers' pids.
+  /// The live workers' pids.
   std::vector<int> worker_pids() const { return core_->worker_pids(); }
 
  private:
@@ -279,31 +303,45 @@ std::unique_ptr<Completer> chunk_completer(Future<std::vector<map_value_t<R>>> f
 
 }  // namespace detail::proc
 
-// The results of a process pool's map(): chunks of results, in input order, that read as
-// one sequence: iterate (blocking), get() (blocking, with_timeout counted from the call),
-// or co_await from a task. The first error is raised where its chunk comes.
+/// The results of a process pool's map(): chunks of results, in input order, that read as
+/// one sequence: iterate (blocking), get() (blocking, with_timeout counted from the call),
+/// or co_await from a task. The first error is raised where its chunk comes.
 template <class V>
 class ChunkedMapResult {
  public:
+  /// The results of the chunks' futures, from now on (the start of the timeout).
   explicit ChunkedMapResult(std::vector<Future<std::vector<V>>> chunks)
       : chunks_(std::move(chunks)) {}
 
+  /// Every chunk's future, in input order.
   const std::vector<Future<std::vector<V>>>& futures() const noexcept { return chunks_.futures(); }
 
+  /// Blocking: at most `timeout` from the map() call in all (TimeoutError); on an error the
+  /// chunks not yet done are cancelled.
   ChunkedMapResult with_timeout(std::chrono::duration<double> timeout) && {
     chunks_ = std::move(chunks_).with_timeout(timeout);
     return std::move(*this);
   }
+  /// Every result in input order (blocking); the first error is raised.
   std::vector<V> get() { return flatten(chunks_.get()); }
+  /// From a task: every result in input order; the first error is raised (and the chunks
+  /// not yet done are cancelled).
   auto operator co_await() && { return detail::OwningAwaiter<std::vector<V>>(collect()); }
 
+  /// An input iterator over the results, in input order; it waits for each chunk as it
+  /// reaches it (rethrowing the chunk's error).
   class iterator {
    public:
-    using value_type = V;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
+    using value_type = V;                    ///< A result.
+    using difference_type = std::ptrdiff_t;  ///< For std::input_iterator.
+    iterator() = default;                    ///< A singular iterator.
+    /// The iterator at the first item of chunk `chunk` of m (or the next chunk that has one;
+    /// blocking).
     iterator(ChunkedMapResult* m, std::size_t chunk) : m_(m), chunk_(chunk) { settle(); }
+    /// The current result.
     V operator*() const { return cur_[i_]; }
+    ///@{
+    /// The next result (blocking when it is in the next chunk).
     iterator& operator++() {
       if (++i_ == cur_.size()) {
         ++chunk_;
@@ -312,6 +350,8 @@ class ChunkedMapResult {
       return *this;
     }
     void operator++(int) { ++*this; }
+    ///@}
+    /// Whether both are at the same result.
     friend bool operator==(const iterator& a, const iterator& b) noexcept {
       return a.chunk_ == b.chunk_ && a.i_ == b.i_;
     }
@@ -332,7 +372,9 @@ class ChunkedMapResult {
     std::size_t i_ = 0;
     std::vector<V> cur_;
   };
+  /// The first result (blocking until the first chunk with one is done).
   iterator begin() { return iterator(this, 0); }
+  /// Past the last result.
   iterator end() { return iterator(this, chunks_.futures().size()); }
 
  private:

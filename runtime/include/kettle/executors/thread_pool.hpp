@@ -1,19 +1,24 @@
-// kettle/executors/thread_pool.hpp — concurrent.futures.ThreadPoolExecutor.
-//
-//   kettle::ThreadPoolExecutor pool(3);                       // max_workers
-//   kettle::Future<int> f = pool.submit(compute, 6, 7);      // fn, args...
-//   int v = f.result();                  // from a plain thread, or co_await f from a task
-//   for (std::string s : pool.map(greet, names)) ...        // results in input order
-//   std::vector<std::string> all = co_await pool.map(greet, names);
-//   pool.shutdown();                     // also what the destructor does
-//
-// Work is taken as fn and its arguments, which are copied (or moved) into the pool when
-// submitted. A callable whose first parameter is std::stop_token gets a stop request when
-// the task awaiting its future is cancelled while it runs, or when the pool shuts down
-// with cancel_futures. Threads are started lazily, one at a time while none is idle, up to
-// max_workers, and are named prefix_N. A failing initializer breaks the pool: work
-// pending and submitted later fails with BrokenThreadPool.
+/// @file
+/// kettle/executors/thread_pool.hpp — concurrent.futures.ThreadPoolExecutor.
+///
+/// @code
+/// kettle::ThreadPoolExecutor pool(3);                       // max_workers
+/// kettle::Future<int> f = pool.submit(compute, 6, 7);      // fn, args...
+/// int v = f.result();                  // from a plain thread, or co_await f from a task
+/// for (std::string s : pool.map(greet, names)) ...        // results in input order
+/// std::vector<std::string> all = co_await pool.map(greet, names);
+/// pool.shutdown();                     // also what the destructor does
+/// @endcode
+///
+/// Work is taken as fn and its arguments, which are copied (or moved) into the pool when
+/// submitted. A callable whose first parameter is std::stop_token gets a stop request when
+/// the task awaiting its future is cancelled while it runs, or when the pool shuts down
+/// with cancel_futures. Threads are started lazily, one at a time while none is idle, up to
+/// max_workers, and are named prefix_N. A failing initializer breaks the pool: work
+/// pending and submitted later fails with BrokenThreadPool.
 #pragma once
+
+#include "kettle/detail/requires_cxx20.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -45,45 +50,55 @@ namespace kettle {
 template <class R>
 class MapResult;
 
+/// concurrent.futures.ThreadPoolExecutor: runs calls on a pool of threads, each giving a
+/// Future. See executors/thread_pool.hpp.
 class ThreadPoolExecutor {
  public:
-  // max_workers: default min(32, cores + 4). ValueError if 0.
+  /// max_workers: default min(32, cores + 4). ValueError if 0. Threads are named
+  /// thread_name_prefix_N; initializer runs first in each of them.
   explicit ThreadPoolExecutor(std::optional<std::size_t> max_workers = std::nullopt,
                               std::string thread_name_prefix = {},
                               std::function<void()> initializer = {});
   ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
   ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
-  ~ThreadPoolExecutor();  // shutdown(wait = true); never from one of its own workers
+  ~ThreadPoolExecutor();  ///< shutdown(wait = true); never from one of its own workers.
 
-  // Schedules fn(args...) (or fn(stop_token, args...)). RuntimeError after shutdown,
-  // BrokenThreadPool once an initializer failed.
+  /// Schedules fn(args...) (or fn(stop_token, args...)) and returns its Future.
+  /// RuntimeError after shutdown, BrokenThreadPool once an initializer failed.
   template <class F, class... Args>
   auto submit(F&& fn, Args&&... args);
 
-  // fn over the ranges zipped together (the shortest decides), every call submitted now.
+  /// fn over the ranges zipped together (the shortest decides), every call submitted now:
+  /// a MapResult of the calls' futures, in input order.
   template <class F, class... Ranges>
   auto map(F&& fn, Ranges&&... ranges);
 
-  // No new work. cancel_futures: pending work is cancelled and running work asked to stop.
-  // wait: returns once every worker thread has finished (from any number of threads at
-  // once); from one of the pool's own workers it shuts the pool down and then raises
-  // RuntimeError, as Python's ("cannot join current thread").
+  /// No new work. cancel_futures: pending work is cancelled and running work asked to stop.
+  /// wait: returns once every worker thread has finished (from any number of threads at
+  /// once); from one of the pool's own workers it shuts the pool down and then raises
+  /// RuntimeError, as Python's ("cannot join current thread").
   void shutdown(bool wait = true, bool cancel_futures = false);
 
+  /// The most threads it runs.
   std::size_t max_workers() const noexcept { return max_workers_; }
 
-  // Implementation
+  /// Implementation: a call queued in the pool, with its future.
   struct WorkItem {
     virtual ~WorkItem() = default;
-    // Runs the work (unless its future was cancelled) and keeps the outcome...
+    /// Runs the work (unless its future was cancelled) and keeps the outcome...
     virtual void execute() noexcept = 0;
-    // ...which this hands to the future. In two steps so that the worker is counted
-    // available again before anyone can see the result and submit more.
+    /// ...which this hands to the future. In two steps so that the worker is counted
+    /// available again before anyone can see the result and submit more.
     virtual void complete() noexcept = 0;
+    /// Cancels the future of work that will not run (shutdown with cancel_futures).
     virtual void cancel() noexcept = 0;
+    /// Fails the future with e (the pool broke) without running the work.
     virtual void fail(std::exception_ptr e) noexcept = 0;
+    /// Asks running work to stop, through its std::stop_token.
     virtual void request_stop() noexcept = 0;
   };
+  /// Implementation: queues item (what submit() does). RuntimeError after shutdown,
+  /// BrokenThreadPool once an initializer failed.
   void submit_item(std::unique_ptr<WorkItem> item);
 
  private:
@@ -219,21 +234,25 @@ auto ThreadPoolExecutor::submit(F&& fn, Args&&... args) {
   return f;
 }
 
-// The futures of a map(), in input order: iterate (blocking), get() them all (blocking,
-// with a timeout counted from the map() call), or co_await them from a task.
+/// The futures of a map(), in input order: iterate (blocking), get() them all (blocking,
+/// with a timeout counted from the map() call), or co_await them from a task.
 template <class R>
 class MapResult {
  public:
+  /// A call's result: R, or std::monostate for void.
   using value_type = detail::map_value_t<R>;
+  /// The clock the timeout is counted on.
   using clock = std::chrono::steady_clock;
 
+  /// The results of the calls fs, from now on (the start of the timeout).
   explicit MapResult(std::vector<Future<R>> fs) : fs_(std::move(fs)), start_(clock::now()) {}
 
-  // Every call's future, in input order.
+  /// Every call's future, in input order.
   const std::vector<Future<R>>& futures() const noexcept { return fs_; }
 
-  // Blocking: at most `timeout` from the map() call in all (TimeoutError). On an error
-  // the futures not yet done are cancelled, as concurrent.futures does.
+  ///@{
+  /// Blocking: at most `timeout` from the map() call in all (TimeoutError). On an error
+  /// the futures not yet done are cancelled, as concurrent.futures does.
   MapResult& with_timeout(std::chrono::duration<double> timeout) & {
     timeout_ = timeout;
     return *this;
@@ -242,6 +261,9 @@ class MapResult {
     timeout_ = timeout;
     return std::move(*this);  // a prvalue, so that `for (x : pool.map(...).with_timeout(t))` works
   }
+  ///@}
+  /// Every result in input order (blocking); the first exception is raised, and the calls
+  /// not yet done are cancelled.
   std::vector<value_type> get() {
     std::vector<value_type> out;
     for (std::size_t i = 0; i < fs_.size(); ++i)
@@ -249,29 +271,39 @@ class MapResult {
     return out;
   }
 
+  /// An input iterator over the results, in input order.
   class iterator {
    public:
-    using value_type = MapResult::value_type;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
+    using value_type = MapResult::value_type;  ///< A call's result.
+    using difference_type = std::ptrdiff_t;    ///< For std::input_iterator.
+    iterator() = default;                      ///< A singular iterator.
+    /// The iterator at the i-th call of m.
     iterator(MapResult* m, std::size_t i) noexcept : m_(m), i_(i) {}
+    /// The i-th result (blocking, within the timeout); rethrows its exception, after
+    /// cancelling the calls not yet done.
     value_type operator*() const { return m_->wait(i_); }
+    ///@{
+    /// The next call.
     iterator& operator++() noexcept {
       ++i_;
       return *this;
     }
     void operator++(int) noexcept { ++i_; }
+    ///@}
+    /// Whether both are at the same call.
     friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.i_ == b.i_; }
 
    private:
     MapResult* m_ = nullptr;
     std::size_t i_ = 0;
   };
+  /// The first result.
   iterator begin() noexcept { return iterator(this, 0); }
+  /// Past the last result.
   iterator end() noexcept { return iterator(this, fs_.size()); }
 
-  // From a task: every result in input order; the first exception is raised (and the
-  // calls not yet done are cancelled).
+  /// From a task: every result in input order; the first exception is raised (and the
+  /// calls not yet done are cancelled).
   auto operator co_await() && { return detail::OwningAwaiter<std::vector<value_type>>(collect()); }
 
  private:

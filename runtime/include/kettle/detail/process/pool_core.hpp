@@ -6,6 +6,8 @@
 // thread's). Workers are started lazily, up to max_workers, by the pool's start method.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>

@@ -15,6 +15,8 @@
 // function and writes the result, all through cereal.
 #pragma once
 
+#include "kettle/detail/requires_cxx20.hpp"
+
 #include <cstdint>
 #include <cstring>
 #include <exception>
