@@ -1,6 +1,5 @@
 # Install rules, the CMake package (kettleConfig.cmake, also exported from the build tree),
 # the pkg-config file and the Debian package (cpack -G DEB).
-include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(KETTLE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/kettle)
