@@ -2,7 +2,11 @@
 
 #include <cxxabi.h>
 
+#include <cstdio>
 #include <typeinfo>
+
+#include "kettle/event_loop.hpp"
+#include "symbols.hpp"
 
 namespace kettle::detail {
 
@@ -11,6 +15,30 @@ void CoroPromiseBase::unhandled_exception() noexcept {
   // Inspecting the type costs nothing here; finding out later would mean a rethrow.
   const std::type_info* t = abi::__cxa_current_exception_type();
   cancelled_ = t && *t == typeid(CancelledError);
+}
+
+void report_never_awaited(const void* frame, const void* created_at, const void* caller) noexcept {
+  try {
+    // Python: "coroutine 'fetch_data' was never awaited", with where it was created.
+    std::string function = coroutine_function(frame);
+    std::string message = "coroutine '" + short_function(function) + "' was never awaited";
+    // The ramp ran inside its caller if the compiler inlined it there; else its return
+    // address is in the caller.
+    CodeLocation w =
+        function_symbol(created_at) == function ? locate(caller, true) : locate(created_at, false);
+    std::string where;
+    if (!w.file.empty() || !w.function.empty())
+      where = "Coroutine created at (most recent call last):\n  File \"" +
+              (w.file.empty() ? std::string("?") : w.file) + "\", line " + std::to_string(w.line) +
+              ", in " + (w.function.empty() ? std::string("?") : w.function) + "\n";
+    if (LoopCore* l = tls_loop) {
+      l->owner.call_exception_handler({message, nullptr, {}, where});
+    } else {
+      std::string text = "kettle: " + message + "\n" + where;
+      std::fputs(text.c_str(), stderr);
+    }
+  } catch (...) {
+  }
 }
 
 void throw_coro_reused() {

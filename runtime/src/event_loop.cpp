@@ -1,5 +1,12 @@
 #include "kettle/event_loop.hpp"
 
+#include <cstdlib>
+#include <limits>
+#include <ostream>
+#include <typeinfo>
+
+#include "kettle/graph.hpp"
+
 #include <cstdio>
 
 #include <thread>
@@ -8,6 +15,7 @@
 
 #include "kettle/executors/thread_pool.hpp"
 #include "kettle/futures.hpp"
+#include "symbols.hpp"
 #include "unix_events.hpp"
 
 namespace kettle {
@@ -70,7 +78,27 @@ void LoopCore::inbox_push(Runnable* r) {
 }
 }  // namespace detail
 
-EventLoop::EventLoop() = default;
+EventLoop::EventLoop() {
+  const char* env = std::getenv("KETTLE_DEBUG");  // as PYTHONASYNCIODEBUG: set and not empty
+  if (env && *env) core_.debug = true;
+}
+
+void EventLoop::set_slow_callback_duration(double seconds) {
+  if (!(seconds >= 0))
+    throw ValueError("slow_callback_duration must be a number of seconds >= 0, got " +
+                     std::to_string(seconds));
+  slow_ns_ = seconds >= 1e9 ? std::numeric_limits<std::int64_t>::max()
+                            : static_cast<std::int64_t>(seconds * 1e9);
+}
+
+void EventLoop::dump_tasks(std::ostream& out) const {
+  dump_tasks(out, TaskListing::tree);
+}
+
+void EventLoop::dump_tasks(std::ostream& out, TaskListing how) const {
+  out << format_tasks(const_cast<EventLoop&>(*this), how);
+  out.flush();
+}
 
 EventLoop::~EventLoop() {
   if (running_) {
@@ -125,7 +153,7 @@ void EventLoop::check_open() const {
 }
 
 void EventLoop::check_thread() const {
-  if (debug_ && running_ && std::this_thread::get_id() != thread_)
+  if (core_.debug && running_ && std::this_thread::get_id() != thread_)
     throw RuntimeError(
         "Non-thread-safe operation invoked on an event loop other than the current one; "
         "use call_soon_threadsafe()");
@@ -209,8 +237,38 @@ void EventLoop::run_once() {
     });
   }
   // Run the batch that is ready now; what it schedules runs in the next iteration.
+  if (core_.debug) [[unlikely]] {
+    run_batch_debug(ready.size());
+    return;
+  }
   for (std::size_t n = ready.size(); n > 0; --n)
     ready.pop()->run();
+}
+
+// Debug mode: each step is timed, and one slower than slow_callback_duration is reported.
+void EventLoop::run_batch_debug(std::size_t n) {
+  for (; n > 0; --n) {
+    detail::Runnable* r = core_.ready.pop();
+    auto* task = dynamic_cast<detail::TaskBase*>(r);
+    if (task) task->add_ref();  // the step may finish it: describe it afterwards all the same
+    const std::type_info& type = typeid(*r);  // a callback may be gone after it ran
+    std::int64_t t0 = detail::now_ns();
+    r->run();
+    std::int64_t dt = detail::now_ns() - t0;
+    if (dt >= slow_ns_) {
+      try {
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%.3f", dt / 1e9);
+        std::string what =
+            task ? task->describe() : "<Handle " + detail::demangle(type.name()) + ">";
+        call_exception_handler({"Executing " + what + " took " + secs + " seconds", nullptr,
+                                task ? task->get_name() : std::string(),
+                                task ? task->source_traceback() : std::string()});
+      } catch (...) {
+      }
+    }
+    if (task) task->release();
+  }
 }
 
 void EventLoop::poll_io() noexcept {
@@ -283,7 +341,8 @@ void EventLoop::close() {
   core_.tasks_head = nullptr;
   for (detail::TaskBase* t : pending) {
     t->prev_task_ = t->next_task_ = nullptr;
-    call_exception_handler({"Task was destroyed but it is pending!", nullptr, t->get_name()});
+    call_exception_handler(
+        {"Task was destroyed but it is pending!", nullptr, t->get_name(), t->source_traceback()});
     t->abandon_pending();  // its coroutine goes when the last reference does
   }
   for (detail::TaskBase* t : pending)
@@ -312,6 +371,7 @@ void EventLoop::default_exception_handler(const ExceptionContext& context) noexc
     std::string text = "kettle: " + context.message + "\n";
     if (!context.task_name.empty()) text += "  task: " + context.task_name + "\n";
     if (context.exception) text += "  exception: " + describe(context.exception) + "\n";
+    text += context.source_traceback;
     std::fputs(text.c_str(), stderr);
   } catch (...) {
     std::fputs("kettle: (could not format an error report)\n", stderr);

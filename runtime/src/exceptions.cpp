@@ -1,6 +1,7 @@
 #include "kettle/exceptions.hpp"
 
 #include "kettle/detail/durations.hpp"
+#include "symbols.hpp"
 
 #include <cxxabi.h>
 
@@ -15,14 +16,9 @@ namespace {
 std::string group_what(const std::string& message, std::size_t n) {
   return message + " (" + std::to_string(n) + " sub-exception" + (n == 1 ? "" : "s") + ")";
 }
-
-std::string demangle(const char* name) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status),
-                                           std::free);
-  return status == 0 && d ? std::string(d.get()) : std::string(name);
-}
 }  // namespace
+
+using detail::demangle;
 
 IncompleteReadError::IncompleteReadError(std::string partial, std::optional<std::size_t> expected)
     : Error(std::to_string(partial.size()) + " bytes read on a total of " +

@@ -46,6 +46,7 @@ void FutureCore::report_if_never_retrieved() noexcept {
   ExceptionContext ctx{never_retrieved_message(), e, {}};
   try {
     ctx.task_name = describe_for_handler();
+    ctx.source_traceback = source_traceback();
   } catch (...) {
   }
   if (LoopCore* l = anchor_->loop)

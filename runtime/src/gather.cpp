@@ -16,6 +16,7 @@ GatherBase::~GatherBase() {
 void GatherBase::attach(std::size_t i, CoreRef<FutureCore> f) noexcept {
   Child& c = children_[i];
   c.future = f.detach();
+  c.awaiter = this;
   if (!c.future->done()) {
     c.future->add_waiter(c);
     if (nwaiting_++ == 0) add_ref();  // released when the last waited-for child is done

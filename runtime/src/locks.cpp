@@ -50,6 +50,8 @@ void Event::set() {
 
 class Condition::NotifiedAwaiter : private detail::WaitNode {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "kettle::Condition::wait()";
   explicit NotifiedAwaiter(Condition& c) noexcept : c_(c) {}
   NotifiedAwaiter(const NotifiedAwaiter&) = delete;
   ~NotifiedAwaiter() {

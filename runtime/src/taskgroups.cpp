@@ -37,6 +37,7 @@ void GroupState::check_can_create() const {
 
 void GroupState::attach(TaskBase* child) {
   auto* c = new Child(this, child);
+  c->awaiter = parent_;  // as asyncio 3.14: a child is awaited by the task of its group
   child->add_ref();
   c->prev_child = last_child_;
   if (last_child_)

@@ -1,6 +1,7 @@
 #include "kettle/tasks.hpp"
 
 #include "kettle/event_loop.hpp"
+#include "symbols.hpp"
 
 namespace kettle {
 
@@ -84,9 +85,29 @@ bool TaskBase::cancel(std::string_view msg) {
   // Every awaitable's await_resume consumes both at once, so one CancelledError is raised.
   bool taken_before = flags_ & kCancelTaken;
   if (!taken_before && (!msg.empty() || extras_)) extras().cancel_message.assign(msg);
-  if (hook_ && hook_->cancel(hook_)) {
-    flags_ |= kCancelTaken;
-    return true;
+  if (flags_ & kInCancel) [[unlikely]] {
+    // Cancelling what this task awaits came back to it: tasks awaiting each other in a
+    // circle, which no cancellation can undo (asyncio recurses until RecursionError).
+    --num_cancels_;
+    throw RuntimeError("cannot cancel task '" + get_name() +
+                       "': it awaits itself through a cycle of tasks awaiting each other "
+                       "(kettle::print_tasks() shows the cycle)");
+  }
+  if (hook_) {
+    flags_ |= kInCancel;
+    bool taken;
+    try {
+      taken = hook_->cancel(hook_);
+    } catch (...) {
+      flags_ &= ~kInCancel;
+      --num_cancels_;
+      throw;
+    }
+    flags_ &= ~kInCancel;
+    if (taken) {
+      flags_ |= kCancelTaken;
+      return true;
+    }
   }
   flags_ |= kMustCancel;
   return true;
@@ -115,6 +136,42 @@ void TaskBase::set_name(std::string name) {
 
 std::string_view TaskBase::cancel_message() const noexcept {
   return extras_ ? std::string_view(extras_->cancel_message) : std::string_view();
+}
+
+void TaskBase::set_creation_stack(std::vector<std::uintptr_t> pcs) {
+  extras().creation_stack = std::move(pcs);
+}
+
+void capture_creation_stack(TaskBase& t) {
+  t.set_creation_stack(capture_stack(1));
+}
+
+std::string TaskBase::source_traceback() const {
+  const char* head = "Task created at (most recent call last):\n";
+  if (const auto* pcs = creation_stack()) return head + format_stack(*pcs);
+  if (!created_at_) return {};
+  CodeLocation w = locate(created_at_, false);
+  return head + std::string("  File \"") + (w.file.empty() ? "?" : w.file) + "\", line " +
+         std::to_string(w.line) + ", in " + (w.function.empty() ? "?" : w.function) + "\n";
+}
+
+std::string TaskBase::describe() const {
+  std::string s = std::string("<Task ") +
+                  (!done()       ? "pending"
+                   : cancelled() ? "cancelled"
+                                 : "finished") +
+                  " name='" + get_name() + "'";
+  if (!done()) {
+    auto& self = const_cast<TaskBase&>(*this);
+    CoroPromiseBase* p = &self.promise();
+    while (p->child_)
+      p = p->child_;
+    const void* frame = std::coroutine_handle<CoroPromiseBase>::from_promise(*p).address();
+    std::string where = p->awaited_ ? short_location(locate(p->pc_, false)) : "its start";
+    s += " coro=<" + short_function(coroutine_function(frame)) + "() running at " + where + ">";
+  }
+  if (created_at_) s += " created at " + short_location(locate(created_at_, false));
+  return s + ">";
 }
 
 void throw_not_in_task() {

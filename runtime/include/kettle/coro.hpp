@@ -9,8 +9,13 @@
 /// A Coro does nothing until it is awaited. `co_await coro` runs it inside the awaiting
 /// task, with no scheduling cost; its exception propagates to the awaiter. To run it
 /// concurrently, make it a task: kettle::create_task(answer()). A Coro that is destroyed
-/// without ever being awaited simply never runs. A Coro can be awaited once; awaiting it
-/// again raises RuntimeError, as Python's "cannot reuse already awaited coroutine".
+/// without ever being awaited never runs, and is reported as Python does ("coroutine
+/// 'answer' was never awaited", to the running loop's exception handler, else to stderr),
+/// with where it was created. A Coro can be awaited once; awaiting it again raises
+/// RuntimeError, as Python's "cannot reuse already awaited coroutine".
+///
+/// Every `co_await` inside a Coro records where it happened (one store of the address,
+/// resolved to file and line only when a call graph is printed: kettle/graph.hpp).
 ///
 /// T may be void, a value type or a move-only type; not a reference (return a pointer or
 /// std::reference_wrapper instead).
@@ -25,6 +30,7 @@
 #include <exception>
 #include <optional>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 #include "kettle/exceptions.hpp"
@@ -57,14 +63,15 @@ class [[nodiscard]] Coro {
   /// Destroys this Coro's coroutine, if any, and takes o's over; o becomes empty.
   Coro& operator=(Coro&& o) noexcept {
     if (this != &o) {
-      if (h_) h_.destroy();
+      if (h_) destroy();
       h_ = std::exchange(o.h_, {});
     }
     return *this;
   }
-  /// Destroys the coroutine's frame, if any (a Coro never awaited never runs).
+  /// Destroys the coroutine's frame, if any (a Coro never awaited never runs, and is
+  /// reported: "coroutine '…' was never awaited").
   ~Coro() {
-    if (h_) h_.destroy();
+    if (h_) destroy();
   }
 
   ///@{
@@ -77,8 +84,8 @@ class [[nodiscard]] Coro {
   ///@{
   /// `co_await coro` runs the coroutine inside the awaiting task and gives its value or
   /// rethrows its exception; RuntimeError if it was awaited before or the Coro is empty.
-  Awaiter operator co_await() & noexcept { return Awaiter(h_); }
-  Awaiter operator co_await() && noexcept { return Awaiter(h_); }
+  Awaiter operator co_await() & noexcept { return Awaiter(h_, nullptr); }
+  Awaiter operator co_await() && noexcept { return Awaiter(h_, nullptr); }
   ///@}
 
  private:
@@ -87,6 +94,7 @@ class [[nodiscard]] Coro {
   using handle = std::coroutine_handle<promise_type>;
   explicit Coro(handle h) noexcept : h_(h) {}
   handle release() noexcept { return std::exchange(h_, {}); }
+  void destroy() noexcept;
 
   handle h_;
 };
@@ -104,11 +112,119 @@ enum class CoroStart : std::uint8_t { fresh, starting, suspended, finished_inlin
 
 // A task keeps its state inside the promise of its root coroutine, so that a task costs
 // one allocation, not two. Every Coro frame reserves the space; only a task root uses it.
-inline constexpr std::size_t kTaskStateSize = 80;
+inline constexpr std::size_t kTaskStateSize = 88;
+
+// The address of the instruction that reads it: inlined into a coroutine's body, where in
+// that body it is. One instruction; resolved to a file and line only when printed.
+[[gnu::always_inline]] inline const void* here() noexcept {
+  const void* pc;
+#if defined(__x86_64__)
+  asm volatile("lea 0(%%rip), %0" : "=r"(pc));
+#elif defined(__aarch64__)
+  asm volatile("adr %0, ." : "=r"(pc));
+#else
+  pc = nullptr;
+#endif
+  return pc;
+}
+
+// What a coroutine is suspended in, for call graphs: an awaitable's `kettle_name` (a
+// static member naming it as a user would, e.g. "kettle::sleep()") or its type.
+struct AwaitedInfo {
+  const char* name;
+  const std::type_info* type;
+};
+template <class A>
+constexpr const char* kettle_name_of() noexcept {
+  if constexpr (requires { A::kettle_name; })
+    return A::kettle_name;
+  else
+    return nullptr;
+}
+template <class A>
+inline constexpr AwaitedInfo kAwaitedInfo{kettle_name_of<A>(), &typeid(A)};
+// What a coroutine that awaits a Coro records (the Coro's own frame tells the rest).
+inline constexpr AwaitedInfo kAwaitedCoro{"a Coro", nullptr};
+
+// An awaiter used in place (see CoroPromiseBase::await_transform).
+template <class A>
+struct AwaiterRef {
+  A& a;
+  bool await_ready() { return a.await_ready(); }
+  template <class H>
+  decltype(auto) await_suspend(H h) {
+    return a.await_suspend(h);
+  }
+  decltype(auto) await_resume() { return a.await_resume(); }
+};
+
+// Lets tasks take a Coro's coroutine over.
+struct CoroAccess {
+  template <class T>
+  static auto handle(Coro<T>& c) noexcept {
+    return c.h_;
+  }
+  template <class T>
+  static auto release(Coro<T>& c) noexcept {
+    return c.release();
+  }
+  // Destroys a Coro that will not run because an error is raised instead (Python's
+  // coro.close()): not reported as never awaited.
+  template <class T>
+  static void discard(Coro<T>& c) noexcept {
+    if (auto h = c.release()) h.destroy();
+  }
+};
+
+// A Coro's coroutine was destroyed before it ever ran.
+// `created_at`: the promise's pc_ and caller_ from its creation.
+void report_never_awaited(const void* frame, const void* created_at, const void* caller) noexcept;
 
 class CoroPromiseBase {
  public:
+  // The creation site: the return address of the coroutine's ramp (where it was called).
+  // The creation site: where the coroutine's ramp runs (inside its caller when the compiler
+  // inlined the ramp there, as clang does) and the ramp's return address (its caller when
+  // it did not).
+  [[gnu::always_inline]] CoroPromiseBase() noexcept
+      : pc_(here()), caller_(__builtin_return_address(0)) {}
+  CoroPromiseBase(const CoroPromiseBase&) = delete;
+  CoroPromiseBase& operator=(const CoroPromiseBase&) = delete;
+
   std::suspend_always initial_suspend() const noexcept { return {}; }
+
+  // Every co_await records where it is and what it awaits, for call graphs (graph.hpp).
+  // The awaitable is not moved: an awaiter is used through a reference (g++ 12 would copy
+  // one returned as A&&), and an awaitable with operator co_await gives its awaiter.
+  template <class A>
+  [[gnu::always_inline]] decltype(auto) await_transform(A&& a) {
+    pc_ = here();
+    if constexpr (requires { static_cast<A&&>(a).operator co_await(); }) {
+      using Awaiter = std::remove_cvref_t<decltype(static_cast<A&&>(a).operator co_await())>;
+      // Named after the awaitable if it has a name, else after its awaiter (a Task's).
+      if constexpr (kettle_name_of<std::remove_cvref_t<A>>() != nullptr)
+        awaited_ = &kAwaitedInfo<std::remove_cvref_t<A>>;
+      else
+        awaited_ = &kAwaitedInfo<Awaiter>;
+      return static_cast<A&&>(a).operator co_await();
+    } else {
+      awaited_ = &kAwaitedInfo<std::remove_cvref_t<A>>;
+      return AwaiterRef<std::remove_reference_t<A>>{a};
+    }
+  }
+  // A Coro awaited from a Coro also links the two, so that a task's chain can be walked.
+  template <class U>
+  [[gnu::always_inline]] typename Coro<U>::Awaiter await_transform(Coro<U>& c) noexcept {
+    pc_ = here();
+    awaited_ = &kAwaitedCoro;
+    return typename Coro<U>::Awaiter(CoroAccess::handle(c), this);
+  }
+  template <class U>
+  [[gnu::always_inline]] typename Coro<U>::Awaiter await_transform(Coro<U>&& c) noexcept {
+    pc_ = here();
+    awaited_ = &kAwaitedCoro;
+    return typename Coro<U>::Awaiter(CoroAccess::handle(c), this);
+  }
 
   struct FinalAwaiter {
     bool await_ready() const noexcept { return false; }
@@ -132,6 +248,12 @@ class CoroPromiseBase {
   alignas(8) unsigned char task_state_[kTaskStateSize];
   std::exception_ptr exception_;
   std::coroutine_handle<> continuation_;
+  // Where the coroutine is: its creation site until its first co_await, then the address
+  // of its latest co_await.
+  const void* pc_;
+  const AwaitedInfo* awaited_ = nullptr;  // what that co_await awaits; null: none yet
+  const void* caller_;                    // see the constructor
+  CoroPromiseBase* child_ = nullptr;      // the Coro it is suspended in, while it is
   CoroStart start_ = CoroStart::fresh;
   bool cancelled_ = false;  // exception_ holds a CancelledError
 };
@@ -164,18 +286,6 @@ class CoroPromise<void> : public CoroPromiseBase {
 
 [[noreturn]] void throw_coro_reused();
 
-// Lets tasks take a Coro's coroutine over.
-struct CoroAccess {
-  template <class T>
-  static auto handle(Coro<T>& c) noexcept {
-    return c.h_;
-  }
-  template <class T>
-  static auto release(Coro<T>& c) noexcept {
-    return c.release();
-  }
-};
-
 }  // namespace detail
 
 /// What `co_await coro` returns: starts the coroutine inside the awaiting task and gives
@@ -183,8 +293,9 @@ struct CoroAccess {
 template <class T>
 class Coro<T>::Awaiter {
  public:
-  /// An awaiter of coroutine h.
-  explicit Awaiter(handle h) noexcept : h_(h) {}
+  /// An awaiter of coroutine h, awaited from the Coro whose promise is `parent` (null when
+  /// awaited from another kind of coroutine).
+  Awaiter(handle h, detail::CoroPromiseBase* parent) noexcept : h_(h), parent_(parent) {}
 
   /// False; RuntimeError if the coroutine was awaited before (or the Coro is empty).
   bool await_ready() const {
@@ -198,6 +309,7 @@ class Coro<T>::Awaiter {
     promise_type& p = h_.promise();
     p.continuation_ = parent;
     p.start_ = detail::CoroStart::starting;
+    if (parent_) parent_->child_ = &p;
     h_.resume();
     if (p.start_ == detail::CoroStart::finished_inline) return false;
     p.start_ = detail::CoroStart::suspended;
@@ -209,12 +321,21 @@ class Coro<T>::Awaiter {
     promise_type& p = h_.promise();
     assert(p.start_ == detail::CoroStart::finished ||
            p.start_ == detail::CoroStart::finished_inline);
+    if (parent_) parent_->child_ = nullptr;
     if (p.exception_) std::rethrow_exception(p.exception_);
     return p.take();
   }
 
  private:
   handle h_;
+  detail::CoroPromiseBase* parent_;
 };
+
+template <class T>
+void Coro<T>::destroy() noexcept {
+  if (h_.promise().start_ == detail::CoroStart::fresh) [[unlikely]]
+    detail::report_never_awaited(h_.address(), h_.promise().pc_, h_.promise().caller_);
+  h_.destroy();
+}
 
 }  // namespace kettle

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,6 +51,7 @@ struct SignalHandlers;
 class Handle;
 class TimerHandle;
 class ThreadPoolExecutor;
+enum class TaskListing : std::uint8_t;  // graph.hpp
 template <class T>
 class Coro;
 template <class T>
@@ -60,6 +62,9 @@ struct ExceptionContext {
   std::string message;           ///< What happened, e.g. "Task exception was never retrieved".
   std::exception_ptr exception;  ///< May be null.
   std::string task_name;         ///< The task involved, empty if none.
+  /// Where the object involved was created, as Python's "Object created at (most recent call
+  /// last):" lines (the task's create_task() call; its whole stack in debug mode).
+  std::string source_traceback = {};
 };
 
 /// An exception handler (EventLoop::set_exception_handler): asyncio's
@@ -196,9 +201,27 @@ class EventLoop {
   bool remove_signal_handler(int sig);
 
   ///@{
-  /// Debug mode: foreign-thread calls raise RuntimeError.
-  void set_debug(bool enabled) noexcept { debug_ = enabled; }
-  bool get_debug() const noexcept { return debug_; }
+  /// Debug mode (asyncio's): foreign-thread calls raise RuntimeError; a step (a task's
+  /// resumption or a callback) slower than slow_callback_duration() is reported to the
+  /// exception handler ("Executing <Task …> took 0.123 seconds"); tasks keep the stack that
+  /// created them, shown in the reports about them; unclosed stream writers are reported.
+  /// Also on when the environment variable KETTLE_DEBUG is set and not empty (as
+  /// PYTHONASYNCIODEBUG) when the loop is made.
+  void set_debug(bool enabled) noexcept { core_.debug = enabled; }
+  bool get_debug() const noexcept { return core_.debug; }
+  ///@}
+  ///@{
+  /// asyncio's loop.slow_callback_duration: in debug mode, a step that takes longer is
+  /// reported (default 0.1 s). ValueError for a negative or NaN duration.
+  void set_slow_callback_duration(double seconds);
+  double slow_callback_duration() const noexcept { return slow_ns_ / 1e9; }
+  ///@}
+
+  ///@{
+  /// Writes every pending task of this loop to `out`, as a tree (the default) or a table
+  /// (kettle/graph.hpp). Call it on the loop's thread; kettle::run's dump_tasks_on signal does.
+  void dump_tasks(std::ostream& out) const;
+  void dump_tasks(std::ostream& out, TaskListing how) const;
   ///@}
 
   /// The io_context that Asio I/O objects of this loop must use.
@@ -232,6 +255,7 @@ class EventLoop {
   template <class F>
   TimerHandle call_at_ns(std::int64_t when, F&& fn);
   void run_once();
+  void run_batch_debug(std::size_t n);
   static void join_default_executor(ThreadPoolExecutor* executor, Future<void> done);
   void poll_io() noexcept;
   bool spin_io(std::int64_t timeout_ns) noexcept;  // true if something arrived
@@ -245,7 +269,7 @@ class EventLoop {
   ExceptionHandler handler_;
   std::thread::id thread_{};
   std::atomic<bool> running_{false};
-  bool debug_ = false;
+  std::int64_t slow_ns_ = 100'000'000;
 };
 
 /// The loop running on this thread; RuntimeError("no running event loop") if none.

@@ -328,6 +328,8 @@ void throw_for_cancelled_shared();
 template <class T, bool Take>
 class SharedFutureAwaiter : private CancelHook, private AsyncWaiter {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "co_await kettle::Future (a thread or process result)";
   explicit SharedFutureAwaiter(std::shared_ptr<SharedState<T>> s) noexcept
       : CancelHook{&hook}, s_(std::move(s)) {}
   SharedFutureAwaiter(const SharedFutureAwaiter&) = delete;

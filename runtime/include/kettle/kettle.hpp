@@ -10,6 +10,7 @@
 #include "kettle/executors/process_pool.hpp"
 #include "kettle/executors/thread_pool.hpp"
 #include "kettle/futures.hpp"
+#include "kettle/graph.hpp"
 #include "kettle/locks.hpp"
 #include "kettle/multiprocessing.hpp"
 #include "kettle/queues.hpp"

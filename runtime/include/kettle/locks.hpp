@@ -263,6 +263,8 @@ class Barrier {
 /// What Lock::acquire() returns: awaiting it takes the lock and yields true.
 class [[nodiscard]] Lock::AcquireAwaiter : private detail::WaitNode {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "kettle::Lock::acquire()";
   /// An acquisition of lock.
   explicit AcquireAwaiter(Lock& lock) noexcept : lock_(lock) {}
   AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  ///< Movable until awaited.
@@ -315,6 +317,8 @@ inline Lock::AcquireAwaiter Condition::acquire() noexcept {
 /// What Event::wait() returns: awaiting it waits until the event is set and yields true.
 class [[nodiscard]] Event::WaitAwaiter : private detail::WaitNode {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "kettle::Event::wait()";
   /// A wait for e.
   explicit WaitAwaiter(Event& e) noexcept : e_(e) {}
   WaitAwaiter(WaitAwaiter&&) noexcept = default;  ///< Movable until awaited.
@@ -347,6 +351,8 @@ inline Event::WaitAwaiter Event::wait() noexcept {
 /// What Semaphore::acquire() returns: awaiting it takes a unit and yields true.
 class [[nodiscard]] Semaphore::AcquireAwaiter : private detail::WaitNode {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "kettle::Semaphore::acquire()";
   /// An acquisition of a unit of s.
   explicit AcquireAwaiter(Semaphore& s) noexcept : s_(s) {}
   AcquireAwaiter(AcquireAwaiter&&) noexcept = default;  ///< Movable until awaited.

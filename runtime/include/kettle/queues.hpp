@@ -263,6 +263,8 @@ class QueueImpl : private LoopBound {
 template <class T, class Store>
 class [[nodiscard]] QueueImpl<T, Store>::PutAwaiter {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "kettle::Queue::put()";
   PutAwaiter(QueueImpl& q, T item) : q_(q), item_(std::move(item)) {}
   PutAwaiter(PutAwaiter&&) = default;  // until awaited
   PutAwaiter& operator=(const PutAwaiter&) = delete;
@@ -292,6 +294,8 @@ class [[nodiscard]] QueueImpl<T, Store>::PutAwaiter {
 template <class T, class Store>
 class [[nodiscard]] QueueImpl<T, Store>::GetAwaiter {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "kettle::Queue::get()";
   explicit GetAwaiter(QueueImpl& q) noexcept : q_(q) {}
   GetAwaiter(GetAwaiter&&) = default;  // until awaited
   GetAwaiter& operator=(const GetAwaiter&) = delete;

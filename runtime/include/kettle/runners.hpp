@@ -23,6 +23,7 @@
 #include "kettle/detail/requires_cxx20.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -34,9 +35,13 @@ namespace kettle {
 
 /// How run() sets up its loop (asyncio.run's debug=, and more).
 struct RunOptions {
-  bool debug = false;                  ///< EventLoop::set_debug.
+  bool debug = false;                  ///< EventLoop::set_debug (KETTLE_DEBUG=1 also turns it on).
   ExceptionHandler exception_handler;  ///< If set, installed on the loop.
   bool handle_sigterm = false;         ///< SIGTERM as SIGINT (containers stop programs so).
+  /// When this signal arrives, every pending task is printed to stderr as a tree
+  /// (EventLoop::dump_tasks), and the program goes on: ask a stuck program what it waits
+  /// for with `kill -USR1 <pid>`. Unset: SIGUSR1 in debug mode, none otherwise; 0: none.
+  std::optional<int> dump_tasks_on = std::nullopt;
 };
 
 /// asyncio.run: runs `main` on a new event loop and returns its value (or rethrows its

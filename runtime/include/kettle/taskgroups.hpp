@@ -53,7 +53,8 @@ class GroupState;
 /// group's children. Copies refer to the same group.
 class TaskGroup {
  public:
-  /// Creates a child task. RuntimeError once the group is shutting down or finished.
+  /// Creates a child task (remembering where, as kettle::create_task). RuntimeError once the
+  /// group is shutting down or finished.
   template <class T>
   Task<T> create_task(Coro<T> coro, std::string name = {});
 
@@ -138,6 +139,7 @@ class GroupState {
 // Waits for the children once the body is over, then raises what the group must raise.
 class GroupExit : private CancelHook {
  public:
+  static constexpr const char* kettle_name = "kettle::TaskGroup::__aexit__()";
   GroupExit(GroupState* g, std::exception_ptr body_error, bool body_cancelled) noexcept
       : CancelHook{&hook},
         g_(g),
@@ -192,9 +194,15 @@ struct is_coro<Coro<T>> : std::true_type {};
 }  // namespace detail
 
 template <class T>
-Task<T> TaskGroup::create_task(Coro<T> coro, std::string name) {
-  s_->check_can_create();
-  Task<T> t = detail::make_task(s_->loop(), std::move(coro), std::move(name));
+[[gnu::always_inline]] inline Task<T> TaskGroup::create_task(Coro<T> coro, std::string name) {
+  const void* where = detail::here();
+  try {
+    s_->check_can_create();
+  } catch (...) {
+    detail::CoroAccess::discard(coro);  // as asyncio closes it: not "never awaited"
+    throw;
+  }
+  Task<T> t = detail::make_task(s_->loop(), std::move(coro), std::move(name), where);
   s_->attach(t.state());
   return t;
 }

@@ -145,6 +145,8 @@ class Task : public TaskRef {
 };
 
 /// Schedules `coro` on the running loop. RuntimeError if no loop is running on this thread.
+/// The task remembers where it was created (the address of the call, resolved to a file and
+/// line when a report shows it; in debug mode the whole stack).
 template <class T>
 Task<T> create_task(Coro<T> coro, std::string name = {});
 /// The same for any other kettle awaitable (q.get(), lock.acquire(), ev.wait(), sleep(d),
@@ -351,6 +353,7 @@ namespace detail {
 template <class T, bool Take>
 class FutureAwaiter : private Waiter, private CancelHook {
  public:
+  static constexpr const char* kettle_name = "co_await (a task or future of this loop)";
   explicit FutureAwaiter(FutureCore* f) noexcept : Waiter(&on_done), CancelHook{&hook}, f_(f) {}
   FutureAwaiter(const FutureAwaiter&) = delete;
   FutureAwaiter& operator=(const FutureAwaiter&) = delete;
@@ -369,6 +372,7 @@ class FutureAwaiter : private Waiter, private CancelHook {
     if (f_->loop() != t.loop()) throw_foreign_loop();
     if (f_ == static_cast<FutureCore*>(&t)) throw_await_self();
     task_ = &t;
+    Waiter::awaiter = &t;
     f_->add_waiter(*this);
     t.suspend(h, this);
   }
@@ -396,12 +400,21 @@ class FutureAwaiter : private Waiter, private CancelHook {
 
 [[noreturn]] void throw_bad_task_coro();
 
+// Debug mode: the task keeps the stack that created it.
+void capture_creation_stack(TaskBase& t);
+
 template <class T>
-Task<T> make_task(LoopCore& loop, Coro<T>&& coro, std::string name) {
+Task<T> make_task(LoopCore& loop, Coro<T>&& coro, std::string name, const void* where = nullptr) {
   if (!coro.valid() || CoroAccess::handle(coro).promise().start_ != CoroStart::fresh)
     throw_bad_task_coro();
-  if (loop.closed) throw RuntimeError("Event loop is closed");
+  if (loop.closed) {
+    CoroAccess::discard(coro);  // the error says it all: no "never awaited" on top
+    throw RuntimeError("Event loop is closed");
+  }
   Task<T> t(TaskRoot<T>::create(loop, CoroAccess::release(coro)));
+  t.state()->set_created_at(where);
+  if (loop.debug) [[unlikely]]
+    capture_creation_stack(*t.state());
   if (!name.empty()) t.set_name(std::move(name));
   return t;
 }
@@ -520,21 +533,24 @@ void Task<T>::add_done_callback(F&& fn) {
   }
 }
 
+// Inlined into the caller, so that detail::here() is the address of the call.
 template <class T>
-Task<T> create_task(Coro<T> coro, std::string name) {
-  return detail::make_task(detail::running_loop_core(), std::move(coro), std::move(name));
+[[gnu::always_inline]] inline Task<T> create_task(Coro<T> coro, std::string name) {
+  return detail::make_task(detail::running_loop_core(), std::move(coro), std::move(name),
+                           detail::here());
 }
 
 template <class Aw>
-requires(!std::is_base_of_v<TaskRef, std::remove_cvref_t<Aw>>) auto create_task(Aw&& aw,
-                                                                                std::string name) {
+requires(!std::is_base_of_v<TaskRef, std::remove_cvref_t<Aw>>)
+    [[gnu::always_inline]] inline auto create_task(Aw&& aw, std::string name) {
   static_assert(
       !requires { aw.state()->refs(); },
       "kettle::create_task: this is a loop future already (a gather or a shield); "
       "await it as it is, or use ensure_future()");
   using T = detail::await_value_t<Aw>;
   return detail::make_task(detail::running_loop_core(),
-                           detail::await_as_coro<T>(std::forward<Aw>(aw)), std::move(name));
+                           detail::await_as_coro<T>(std::forward<Aw>(aw)), std::move(name),
+                           detail::here());
 }
 
 template <class Aw>
@@ -551,6 +567,8 @@ auto ensure_future(Aw&& aw) {
 /// What sleep() returns: awaiting it suspends the current task for the duration.
 class [[nodiscard]] SleepAwaiter : private detail::CancelHook {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "kettle::sleep()";
   /// A sleep of ns nanoseconds (≤ 0: a yield); sleep() makes these.
   explicit SleepAwaiter(std::int64_t ns) noexcept : CancelHook{&hook} { node_.when = ns; }
   /// Movable until awaited (gather may take a sleep by value).

@@ -263,6 +263,11 @@ struct Immediate {};  // wait_for with a timeout <= 0
 
 template <class Aw, bool Owned>
 class [[nodiscard]] TimeoutAwaiter {
+ public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "kettle::wait_for()";
+
+ private:
   using Slot = AwaitableSlot<Aw>;
   using Stored = typename Slot::Stored;
 

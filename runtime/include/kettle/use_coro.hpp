@@ -119,6 +119,11 @@ struct AsioHandler {
 
 template <class Initiation, class InitArgs, class... Args>
 class AsioAwaiter : private CancelHook {
+ public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "an Asio operation (kettle::use_coro)";
+
+ private:
   using State = AsioOpState<Args...>;
   using Values = std::tuple<std::decay_t<Args>...>;
   static constexpr bool has_ec = AsioResult<std::decay_t<Args>...>::has_ec;

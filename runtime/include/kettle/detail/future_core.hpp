@@ -22,6 +22,8 @@
 
 namespace kettle::detail {
 
+class FutureCore;
+
 // An intrusive entry in a future's list of waiters. notify(w, false) is called when the
 // future completes; it must not resume a coroutine inline, only schedule one (or complete
 // another future), so that completion never nests unbounded work on the stack.
@@ -31,6 +33,8 @@ struct Waiter {
   explicit Waiter(Fn fn) noexcept : notify(fn) {}
   Waiter* next = nullptr;  // circular list; null when not linked
   Fn notify;
+  // On whose behalf it waits (a task, a gather, a shield): the call graph's "awaited by".
+  FutureCore* awaiter = nullptr;
   bool linked() const noexcept { return next != nullptr; }
 };
 
@@ -72,6 +76,17 @@ class FutureCore : public Runnable {
   // Waiters, notified in the order they were added. Removing an unlinked one is a no-op.
   void add_waiter(Waiter& w) noexcept;
   void remove_waiter(Waiter& w) noexcept;
+  // The call graph: fn(Waiter&) for each waiter, oldest first.
+  template <class F>
+  void for_each_waiter(F fn) const {
+    if (!tail_) return;
+    Waiter* w = tail_->next;
+    for (;;) {
+      fn(*w);
+      if (w == tail_) break;
+      w = w->next;
+    }
+  }
 
   // Done callbacks (asyncio: add_done_callback). Run through the loop, never inline, in
   // the order they and the awaiting tasks registered: a callback added before a task
@@ -86,6 +101,8 @@ class FutureCore : public Runnable {
 
   // What the exception handler shows for this future: the task name, or empty.
   virtual std::string describe_for_handler() const { return {}; }
+  // Where it was created, as "… created at (most recent call last):" lines, or empty.
+  virtual std::string source_traceback() const { return {}; }
   virtual const char* never_retrieved_message() const noexcept {
     return "Future exception was never retrieved";
   }

@@ -186,6 +186,7 @@ class LoopCore {
   std::size_t foreign_waits = 0;
   unsigned io_tick = 0;
   bool stopping = false;
+  bool debug = false;               // EventLoop::set_debug
   std::atomic<bool> closed{false};  // read from other threads (is_closed)
 
  private:

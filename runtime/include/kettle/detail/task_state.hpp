@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "kettle/coro.hpp"
 #include "kettle/detail/future_core.hpp"
@@ -66,12 +67,27 @@ class TaskBase : public FutureCore {
   void set_name(std::string name);
   std::string_view cancel_message() const noexcept;
   std::string describe_for_handler() const override { return get_name(); }
+  std::string source_traceback() const override;
   const char* never_retrieved_message() const noexcept override {
     return "Task exception was never retrieved";
   }
 
   // One step: resumes the coroutine where it is suspended.
   void run() noexcept override;
+
+  // --- introspection (graph.hpp, debug mode) ---
+  CoroPromiseBase& root_promise() noexcept { return promise(); }
+  bool started() const noexcept { return flags_ & kStarted; }
+  // Where create_task() was called (an address, resolved when printed); null if implicit.
+  const void* created_at() const noexcept { return created_at_; }
+  void set_created_at(const void* pc) noexcept { created_at_ = pc; }
+  // Debug mode: the stack that created the task (program counters, innermost first).
+  void set_creation_stack(std::vector<std::uintptr_t> pcs);
+  const std::vector<std::uintptr_t>* creation_stack() const noexcept {
+    return extras_ && !extras_->creation_stack.empty() ? &extras_->creation_stack : nullptr;
+  }
+  // "<Task pending name='…' coro=<f() running at file:line> created at file:line>"
+  std::string describe() const;
 
   // The loop is closing with this task still pending. Its coroutine is destroyed (running
   // the destructors of its locals) when the last reference goes.
@@ -88,11 +104,18 @@ class TaskBase : public FutureCore {
   void settle_and_unregister() noexcept;
 
  private:
-  enum : std::uint8_t { kMustCancel = 1, kThrowCancel = 2, kStarted = 4, kCancelTaken = 8 };
+  enum : std::uint8_t {
+    kMustCancel = 1,
+    kThrowCancel = 2,
+    kStarted = 4,
+    kCancelTaken = 8,
+    kInCancel = 16  // cancel() is asking the awaitable: a second call is an await cycle
+  };
 
   struct Extras {
-    std::string name;            // set_name()
-    std::string cancel_message;  // the message of the cancellation on its way
+    std::string name;                            // set_name()
+    std::string cancel_message;                  // the message of the cancellation on its way
+    std::vector<std::uintptr_t> creation_stack;  // debug mode
     bool has_name = false;
   };
   Extras& extras();
@@ -109,6 +132,7 @@ class TaskBase : public FutureCore {
   std::coroutine_handle<> resume_;
   CancelHook* hook_ = nullptr;
   std::unique_ptr<Extras> extras_;
+  const void* created_at_ = nullptr;
 
  public:
   // Intrusive list of a loop's pending tasks.

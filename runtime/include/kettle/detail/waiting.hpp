@@ -41,7 +41,9 @@ template <class T>
 class ShieldState final : public FutureCore, private Waiter {
  public:
   ShieldState(LoopCore& loop, CoreRef<FutureCore> inner, bool owns_inner) noexcept
-      : FutureCore(loop), Waiter(&on_inner), inner_(std::move(inner)), owns_inner_(owns_inner) {}
+      : FutureCore(loop), Waiter(&on_inner), inner_(std::move(inner)), owns_inner_(owns_inner) {
+    Waiter::awaiter = this;
+  }
   ~ShieldState() override { inner_->remove_waiter(*this); }
 
   void start() noexcept {
@@ -141,6 +143,7 @@ CoreRef<FutureCore> wait_core(Fut& f) {
 template <class Fut>
 class [[nodiscard]] WaitAwaiter : private CancelHook, private Runnable {
  public:
+  static constexpr const char* kettle_name = "kettle::wait()";
   WaitAwaiter(std::vector<Fut> futs, ReturnWhen rw, std::optional<std::int64_t> timeout_ns)
       : CancelHook{&hook}, futs_(std::move(futs)), rw_(rw), timeout_ns_(timeout_ns) {
     timer_.set_inline_target(this);
@@ -180,6 +183,7 @@ class [[nodiscard]] WaitAwaiter : private CancelHook, private Runnable {
       }
       nodes_[i].owner = this;
       nodes_[i].future = c;
+      nodes_[i].awaiter = task_;
       if (!c->done()) c->add_waiter(nodes_[i]);
     }
     if (timeout_ns_) {
@@ -301,6 +305,7 @@ class AsCompletedState final : private Runnable {
   // One awaitable of the sequence.
   class Awaiter : private CancelHook {
    public:
+    static constexpr const char* kettle_name = "kettle::as_completed()";
     explicit Awaiter(AsCompletedState* s) noexcept : CancelHook{&hook}, s_(s) { s_->add_ref(); }
     Awaiter(const Awaiter&) = delete;
     Awaiter& operator=(const Awaiter&) = delete;
@@ -318,6 +323,7 @@ class AsCompletedState final : private Runnable {
     }
     void await_suspend(std::coroutine_handle<> h) {
       task_ = &current_task_for_await();
+      s_->awaited_by(task_);
       s_->waiting_.push_back(this);
       task_->suspend(h, this);
     }
@@ -392,6 +398,14 @@ class AsCompletedState final : private Runnable {
     }
   }
 
+  // The call graph: the futures left are awaited by the task that waits for the next one.
+  void awaited_by(TaskBase* t) noexcept {
+    if (t == last_awaiter_) return;
+    last_awaiter_ = t;
+    for (std::size_t i = 0; i < futs_.size(); ++i)
+      nodes_[i].awaiter = t;
+  }
+
   void unwait(Awaiter* a) noexcept {
     for (auto it = waiting_.begin(); it != waiting_.end(); ++it)
       if (*it == a) {
@@ -406,6 +420,7 @@ class AsCompletedState final : private Runnable {
   std::deque<FutureCore*> done_;
   std::deque<Awaiter*> waiting_;
   TimerNode timer_;
+  TaskBase* last_awaiter_ = nullptr;
   std::size_t todo_ = 0;
   std::size_t taken_ = 0;
   std::uint32_t refs_ = 1;

@@ -206,6 +206,8 @@ using map_value_t = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 template <class T>
 class OwningAwaiter {
  public:
+  /// How the call graph names it.
+  static constexpr const char* kettle_name = "co_await kettle::Future (a thread or process result)";
   explicit OwningAwaiter(Coro<T> c) : c_(std::move(c)), a_(c_.operator co_await()) {}
   OwningAwaiter(const OwningAwaiter&) = delete;
   OwningAwaiter& operator=(const OwningAwaiter&) = delete;
