@@ -17,15 +17,14 @@ void CoroPromiseBase::unhandled_exception() noexcept {
   cancelled_ = t && *t == typeid(CancelledError);
 }
 
-void report_never_awaited(const void* frame, const void* created_at, const void* caller) noexcept {
+void report_never_awaited(const void* frame, const void* created_at) noexcept {
   try {
-    // Python: "coroutine 'fetch_data' was never awaited", with where it was created.
-    std::string function = coroutine_function(frame);
-    std::string message = "coroutine '" + short_function(function) + "' was never awaited";
-    // The ramp ran inside its caller if the compiler inlined it there; else its return
-    // address is in the caller.
-    CodeLocation w =
-        function_symbol(created_at) == function ? locate(caller, true) : locate(created_at, false);
+    // Python: "coroutine 'fetch_data' was never awaited", with where it was created (a
+    // return address, or with clang an address inside the call: one byte back is the call's
+    // line in both cases).
+    std::string message =
+        "coroutine '" + short_function(coroutine_function(frame)) + "' was never awaited";
+    CodeLocation w = locate(created_at, true);
     std::string where;
     if (!w.file.empty() || !w.function.empty())
       where = "Coroutine created at (most recent call last):\n  File \"" +

@@ -79,7 +79,7 @@ std::vector<FrameCallGraphEntry> task_stack(TaskBase& t, Resolver& r, const void
   std::vector<FrameCallGraphEntry> out;
   if (t.done()) return out;
   std::vector<CoroPromiseBase*> chain;
-  for (CoroPromiseBase* p = &t.root_promise(); p; p = p->child_)
+  for (CoroPromiseBase* p = &t.root_promise(); p; p = p->child())
     chain.push_back(p);
   for (std::size_t i = chain.size(); i-- > 0;) {
     CoroPromiseBase& p = *chain[i];
@@ -90,14 +90,15 @@ std::vector<FrameCallGraphEntry> task_stack(TaskBase& t, Resolver& r, const void
                                r.function_of(frame)));
       continue;
     }
-    if (!p.awaited_) {  // not started: where the coroutine begins
+    if (!p.awaited()) {  // not started: where the coroutine begins
       CodeLocation w = r.start_of(frame);
       out.push_back(make_entry(FrameCallGraphEntry::Kind::coroutine, w, w.function));
       continue;
     }
     const CodeLocation& w = r.at(p.pc_, false);
-    if (innermost && !running && p.awaited_ != &kAwaitedCoro)
-      out.push_back(make_entry(FrameCallGraphEntry::Kind::awaitable, w, awaited_name(*p.awaited_)));
+    if (innermost && !running && p.awaited() != &kAwaitedCoro)
+      out.push_back(
+          make_entry(FrameCallGraphEntry::Kind::awaitable, w, awaited_name(*p.awaited())));
     out.push_back(make_entry(FrameCallGraphEntry::Kind::coroutine, w, r.function_of(frame)));
   }
   return out;

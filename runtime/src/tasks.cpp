@@ -164,10 +164,10 @@ std::string TaskBase::describe() const {
   if (!done()) {
     auto& self = const_cast<TaskBase&>(*this);
     CoroPromiseBase* p = &self.promise();
-    while (p->child_)
-      p = p->child_;
+    while (p->child())
+      p = p->child();
     const void* frame = std::coroutine_handle<CoroPromiseBase>::from_promise(*p).address();
-    std::string where = p->awaited_ ? short_location(locate(p->pc_, false)) : "its start";
+    std::string where = p->awaited() ? short_location(locate(p->pc_, false)) : "its start";
     s += " coro=<" + short_function(coroutine_function(frame)) + "() running at " + where + ">";
   }
   if (created_at_) s += " created at " + short_location(locate(created_at_, false));

@@ -176,18 +176,23 @@ struct CoroAccess {
   }
 };
 
+[[gnu::always_inline]] inline const void* creation_site() noexcept {
+#if defined(__clang__)
+  return here();
+#else
+  return __builtin_return_address(0);
+#endif
+}
+
 // A Coro's coroutine was destroyed before it ever ran.
-// `created_at`: the promise's pc_ and caller_ from its creation.
-void report_never_awaited(const void* frame, const void* created_at, const void* caller) noexcept;
+// `created_at`: the promise's pc_ from its creation.
+void report_never_awaited(const void* frame, const void* created_at) noexcept;
 
 class CoroPromiseBase {
  public:
-  // The creation site: the return address of the coroutine's ramp (where it was called).
-  // The creation site: where the coroutine's ramp runs (inside its caller when the compiler
-  // inlined the ramp there, as clang does) and the ramp's return address (its caller when
-  // it did not).
-  [[gnu::always_inline]] CoroPromiseBase() noexcept
-      : pc_(here()), caller_(__builtin_return_address(0)) {}
+  // The creation site, in the caller: g++ keeps a coroutine's ramp out of line, so its
+  // return address; clang inlines the ramp into the caller, so where it runs.
+  [[gnu::always_inline]] CoroPromiseBase() noexcept : pc_(creation_site()) {}
   CoroPromiseBase(const CoroPromiseBase&) = delete;
   CoroPromiseBase& operator=(const CoroPromiseBase&) = delete;
 
@@ -203,12 +208,12 @@ class CoroPromiseBase {
       using Awaiter = std::remove_cvref_t<decltype(static_cast<A&&>(a).operator co_await())>;
       // Named after the awaitable if it has a name, else after its awaiter (a Task's).
       if constexpr (kettle_name_of<std::remove_cvref_t<A>>() != nullptr)
-        awaited_ = &kAwaitedInfo<std::remove_cvref_t<A>>;
+        set_awaiting(&kAwaitedInfo<std::remove_cvref_t<A>>);
       else
-        awaited_ = &kAwaitedInfo<Awaiter>;
+        set_awaiting(&kAwaitedInfo<Awaiter>);
       return static_cast<A&&>(a).operator co_await();
     } else {
-      awaited_ = &kAwaitedInfo<std::remove_cvref_t<A>>;
+      set_awaiting(&kAwaitedInfo<std::remove_cvref_t<A>>);
       return AwaiterRef<std::remove_reference_t<A>>{a};
     }
   }
@@ -216,13 +221,13 @@ class CoroPromiseBase {
   template <class U>
   [[gnu::always_inline]] typename Coro<U>::Awaiter await_transform(Coro<U>& c) noexcept {
     pc_ = here();
-    awaited_ = &kAwaitedCoro;
+    set_awaiting(&kAwaitedCoro);
     return typename Coro<U>::Awaiter(CoroAccess::handle(c), this);
   }
   template <class U>
   [[gnu::always_inline]] typename Coro<U>::Awaiter await_transform(Coro<U>&& c) noexcept {
     pc_ = here();
-    awaited_ = &kAwaitedCoro;
+    set_awaiting(&kAwaitedCoro);
     return typename Coro<U>::Awaiter(CoroAccess::handle(c), this);
   }
 
@@ -251,9 +256,22 @@ class CoroPromiseBase {
   // Where the coroutine is: its creation site until its first co_await, then the address
   // of its latest co_await.
   const void* pc_;
-  const AwaitedInfo* awaited_ = nullptr;  // what that co_await awaits; null: none yet
-  const void* caller_;                    // see the constructor
-  CoroPromiseBase* child_ = nullptr;      // the Coro it is suspended in, while it is
+  // What that co_await awaits: 0 before the first one; an AwaitedInfo*; or, while the
+  // coroutine is suspended in a Coro, that Coro's promise with the low bit set.
+  std::uintptr_t awaiting_ = 0;
+
+  const AwaitedInfo* awaited() const noexcept {
+    return awaiting_ & 1 ? &kAwaitedCoro : reinterpret_cast<const AwaitedInfo*>(awaiting_);
+  }
+  CoroPromiseBase* child() const noexcept {
+    return awaiting_ & 1 ? reinterpret_cast<CoroPromiseBase*>(awaiting_ - 1) : nullptr;
+  }
+  void set_awaiting(const AwaitedInfo* info) noexcept {
+    awaiting_ = reinterpret_cast<std::uintptr_t>(info);
+  }
+  void set_child(CoroPromiseBase* child) noexcept {
+    awaiting_ = reinterpret_cast<std::uintptr_t>(child) | 1;
+  }
   CoroStart start_ = CoroStart::fresh;
   bool cancelled_ = false;  // exception_ holds a CancelledError
 };
@@ -309,7 +327,7 @@ class Coro<T>::Awaiter {
     promise_type& p = h_.promise();
     p.continuation_ = parent;
     p.start_ = detail::CoroStart::starting;
-    if (parent_) parent_->child_ = &p;
+    if (parent_) parent_->set_child(&p);
     h_.resume();
     if (p.start_ == detail::CoroStart::finished_inline) return false;
     p.start_ = detail::CoroStart::suspended;
@@ -321,7 +339,7 @@ class Coro<T>::Awaiter {
     promise_type& p = h_.promise();
     assert(p.start_ == detail::CoroStart::finished ||
            p.start_ == detail::CoroStart::finished_inline);
-    if (parent_) parent_->child_ = nullptr;
+    if (parent_) parent_->set_awaiting(&detail::kAwaitedCoro);
     if (p.exception_) std::rethrow_exception(p.exception_);
     return p.take();
   }
@@ -334,7 +352,7 @@ class Coro<T>::Awaiter {
 template <class T>
 void Coro<T>::destroy() noexcept {
   if (h_.promise().start_ == detail::CoroStart::fresh) [[unlikely]]
-    detail::report_never_awaited(h_.address(), h_.promise().pc_, h_.promise().caller_);
+    detail::report_never_awaited(h_.address(), h_.promise().pc_);
   h_.destroy();
 }
 
