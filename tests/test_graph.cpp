@@ -77,6 +77,24 @@ std::string at(unsigned line) {
 
 }  // namespace
 
+namespace {
+struct Reports {
+  std::vector<kettle::ExceptionContext> seen;
+  kettle::ExceptionHandler handler() {
+    return [this](kettle::EventLoop&, const kettle::ExceptionContext& c) { seen.push_back(c); };
+  }
+  const kettle::ExceptionContext* find(const std::string& part) const {
+    for (const auto& c : seen)
+      if (contains(c.message, part)) return &c;
+    return nullptr;
+  }
+};
+
+Coro<int> never_run() {
+  co_return 1;
+}
+}  // namespace
+
 TEST(Graph, test_stack_tgroup) {
   captured.reset();
   kettle::run(graph_group_main());
@@ -117,17 +135,17 @@ TEST(Graph, format_has_python_layout) {
     lines.push_back(l);
   std::vector<std::string> want = {
       R"(\* Task\(name='worker', id=0x[0-9a-f]+\))",
-      R"(\+ Call stack:)",
-      R"(\|   File '.*test_graph\.cpp', line )" + at(leaf_line) +
+      R"(  \+ Call stack:)",
+      R"(  \|   File '.*test_graph\.cpp', line )" + at(leaf_line) +
           R"(, in async \(anonymous namespace\)::graph_leaf\(\))",
-      R"(\|   File '.*test_graph\.cpp', line )" + at(middle_line) +
+      R"(  \|   File '.*test_graph\.cpp', line )" + at(middle_line) +
           R"(, in async \(anonymous namespace\)::graph_middle\(\))",
-      R"(\+ Awaited by:)",
+      R"(  \+ Awaited by:)",
       R"(    \* Task\(name='Task-1', id=0x[0-9a-f]+\))",
-      R"(    \+ Call stack:)",
-      R"(    \|   File '.*taskgroups\.hpp', line \d+, in kettle::TaskGroup::__aexit__\(\))",
-      R"(    \|   File '.*taskgroups\.hpp', line \d+, in async kettle::detail::run_task_group\(\))",
-      R"(    \|   File '.*test_graph\.cpp', line )" + at(group_main_line) +
+      R"(      \+ Call stack:)",
+      R"(      \|   File '.*taskgroups\.hpp', line \d+, in kettle::TaskGroup::__aexit__\(\))",
+      R"(      \|   File '.*taskgroups\.hpp', line \d+, in async kettle::detail::run_task_group\(\))",
+      R"(      \|   File '.*test_graph\.cpp', line )" + at(group_main_line) +
           R"(, in async \(anonymous namespace\)::graph_group_main\(\))",
   };
   ASSERT_EQ(lines.size(), want.size()) << text;
@@ -160,9 +178,9 @@ TEST(Graph, suspended_task_shows_the_awaitable) {
     kettle::Task<> t = kettle::create_task(deep_middle(), "sleeper");
     co_await kettle::sleep(0.01);
     g = kettle::capture_call_graph(t);
-    // limit: positive keeps the innermost, negative the outermost, 0 none.
-    inner = kettle::capture_call_graph(t, 1, 1);
-    outer = kettle::capture_call_graph(t, 1, -1);
+    // limit (asyncio.graph): positive keeps the outermost, negative the innermost, 0 none.
+    outer = kettle::capture_call_graph(t, 1, 1);
+    inner = kettle::capture_call_graph(t, 1, -1);
     none = kettle::capture_call_graph(t, 1, 0);
     t.cancel();
     CO_EXPECT_THROW(co_await t, kettle::CancelledError);
@@ -379,22 +397,27 @@ TEST(Graph, tree_and_table_of_every_task) {
 TEST(Graph, await_cycle_is_reported) {
   std::string tree;
   FutureCallGraph g;
-  run_main([&]() -> Coro<> {
-    kettle::Task<> x, y;
-    auto await_other = [](kettle::Task<>* other) -> Coro<> {
-      co_await kettle::sleep(0);
-      co_await *other;
-    };
-    x = kettle::create_task(await_other(&y), "X");
-    y = kettle::create_task(await_other(&x), "Y");
-    co_await kettle::sleep(0.01);
-    tree = kettle::format_tasks();
-    g = kettle::capture_call_graph(x);
-    // A cycle cannot be cancelled (asyncio recurses until RecursionError): a clear error.
-    CO_EXPECT_THROW(x.cancel(), kettle::RuntimeError);
-    CO_EXPECT_THROW(y.cancel(), kettle::RuntimeError);
-    // kettle::run's clean-up reports the two tasks it cannot finish.
-  });
+  bool x_cancelled = false, y_cancelled = false;
+  Reports r;
+  kettle::run(
+      [&]() -> Coro<> {
+        kettle::Task<> x, y;
+        auto await_other = [](kettle::Task<>* other) -> Coro<> {
+          co_await kettle::sleep(0);
+          co_await *other;
+        };
+        x = kettle::create_task(await_other(&y), "X");
+        y = kettle::create_task(await_other(&x), "Y");
+        co_await kettle::sleep(0.01);
+        tree = kettle::format_tasks();
+        g = kettle::capture_call_graph(x);
+        // Cancelling one of them ends both (asyncio recurses until RecursionError).
+        EXPECT_TRUE(x.cancel());
+        co_await kettle::gather(kettle::return_exceptions, x, y);
+        x_cancelled = x.cancelled();
+        y_cancelled = y.cancelled();
+      }(),
+      {.exception_handler = r.handler()});
   EXPECT_TRUE(starts_with(tree, "ERROR: await-graph contains cycles - cannot print a tree!\n\n"))
       << tree;
   EXPECT_TRUE(contains(tree, "cycle: X \u2192 Y \u2192 X") ||
@@ -404,6 +427,38 @@ TEST(Graph, await_cycle_is_reported) {
   ASSERT_EQ(g.awaited_by.size(), 1u);
   EXPECT_EQ(g.awaited_by[0].name, "Y");
   EXPECT_TRUE(g.awaited_by[0].awaited_by.empty());
+  EXPECT_TRUE(x_cancelled);
+  EXPECT_TRUE(y_cancelled);
+  EXPECT_TRUE(r.seen.empty()) << r.seen[0].message;
+}
+
+TEST(Graph, as_completed_forgets_a_finished_awaiter) {
+  FutureCallGraph during, after;
+  run_main([&]() -> Coro<> {
+    std::vector<kettle::Task<>> ts{kettle::create_task(deep_middle(), "a"),
+                                   kettle::create_task(deep_middle(), "b")};
+    auto ac = kettle::as_completed(ts);
+    auto take_one = [](decltype(ac)& ac) -> Coro<> {
+      for (auto next : ac) {
+        try {
+          co_await next;
+        } catch (const kettle::CancelledError&) {
+        }
+        break;
+      }
+    };
+    kettle::Task<> taker = kettle::create_task(take_one(ac), "taker");
+    co_await kettle::sleep(0.01);
+    during = kettle::capture_call_graph(ts[1]);
+    ts[0].cancel();
+    co_await taker;  // it took one result and is gone; b is awaited by nobody now
+    after = kettle::capture_call_graph(ts[1]);
+    ts[1].cancel();
+    co_await kettle::gather(kettle::return_exceptions, ts[1]);
+  });
+  ASSERT_EQ(during.awaited_by.size(), 1u);
+  EXPECT_EQ(during.awaited_by[0].name, "taker");
+  EXPECT_TRUE(after.awaited_by.empty()) << kettle::format_call_graph(after);
 }
 
 TEST(Graph, ten_thousand_tasks) {
@@ -430,24 +485,6 @@ TEST(Graph, ten_thousand_tasks) {
 }
 
 // --- debug mode ------------------------------------------------------------------------
-
-namespace {
-struct Reports {
-  std::vector<kettle::ExceptionContext> seen;
-  kettle::ExceptionHandler handler() {
-    return [this](kettle::EventLoop&, const kettle::ExceptionContext& c) { seen.push_back(c); };
-  }
-  const kettle::ExceptionContext* find(const std::string& part) const {
-    for (const auto& c : seen)
-      if (contains(c.message, part)) return &c;
-    return nullptr;
-  }
-};
-
-Coro<int> never_run() {
-  co_return 1;
-}
-}  // namespace
 
 unsigned forgotten_line;
 
@@ -544,14 +581,28 @@ TEST(DebugMode, never_retrieved_exception_shows_where_the_task_was_created) {
 }
 
 TEST(DebugMode, set_by_environment_and_validated) {
+  const char* was = std::getenv("KETTLE_DEBUG");
+  std::string saved = was ? was : "";
   ::setenv("KETTLE_DEBUG", "1", 1);
   {
     kettle::EventLoop loop;
     EXPECT_TRUE(loop.get_debug());
   }
+  // As asyncio.run(debug=False): an explicit false wins over the environment.
+  bool seen = true;
+  kettle::RunOptions off;
+  off.debug = false;
+  kettle::run(
+      [&]() -> Coro<> {
+        seen = kettle::get_running_loop().get_debug();
+        co_return;
+      }(),
+      std::move(off));
+  EXPECT_FALSE(seen);
   ::unsetenv("KETTLE_DEBUG");
   kettle::EventLoop loop;
   EXPECT_FALSE(loop.get_debug());
+  if (was) ::setenv("KETTLE_DEBUG", saved.c_str(), 1);
   EXPECT_DOUBLE_EQ(loop.slow_callback_duration(), 0.1);
   EXPECT_THROW(loop.set_slow_callback_duration(-1), kettle::ValueError);
   EXPECT_THROW(loop.set_slow_callback_duration(std::nan("")), kettle::ValueError);
@@ -619,6 +670,7 @@ TEST(DebugMode, dump_on_sigusr1) {
       std::this_thread::sleep_for(10ms);
     return contains(read_all(), part);
   };
+  const std::string signal_line = "(signal " + std::to_string(SIGUSR1) + "):\n";
   bool ready = wait_for_text("ready\n");
   if (ready) ::kill(child, SIGUSR1);
   bool dumped = ready && wait_for_text("consumer-2");
@@ -627,12 +679,12 @@ TEST(DebugMode, dump_on_sigusr1) {
     std::this_thread::sleep_for(50ms);
     ::kill(child, SIGUSR1);
   }
-  bool again = dumped && wait_for_text("signal 10):\n") && [&] {
+  bool again = dumped && wait_for_text(signal_line) && [&] {
     for (int i = 0; i < 3000; ++i) {
       std::string s = read_all();
-      std::size_t first = s.find("(signal 10)");
+      std::size_t first = s.find(signal_line);
       if (first != std::string::npos &&
-          s.find("consumer-2", s.find("(signal 10)", first + 1)) != std::string::npos)
+          s.find("consumer-2", s.find(signal_line, first + 1)) != std::string::npos)
         return true;
       std::this_thread::sleep_for(10ms);
     }
@@ -658,9 +710,9 @@ TEST(DebugMode, dump_on_sigusr1) {
     if (l == "  co_return co_await consume(q);") handle_line = n;
   }
   for (std::string part :
-       {std::string("kettle: the pending tasks (signal 10):\n"),
-        std::string("\u2514\u2500\u2500 (T) Task-1\n"), std::string("(T) consumer-1\n"),
-        std::string("(T) consumer-2\n"), std::string("kettle::TaskGroup::__aexit__ "),
+       {"kettle: the pending tasks " + signal_line, std::string("\u2514\u2500\u2500 (T) Task-1\n"),
+        std::string("(T) consumer-1\n"), std::string("(T) consumer-2\n"),
+        std::string("kettle::TaskGroup::__aexit__ "),
         std::string("(anonymous namespace)::handle_one "),
         "test_graph.cpp:" + at(handle_line) + "\n", std::string("(anonymous namespace)::consume "),
         "test_graph.cpp:" + at(get_line) + "\n", std::string("kettle::Queue::get ")})

@@ -110,10 +110,12 @@ void apply_depth_and_limit(std::vector<FrameCallGraphEntry>& st, int skip,
   if (!limit) return;
   std::size_t n = static_cast<std::size_t>(*limit < 0 ? -static_cast<long long>(*limit) : *limit);
   if (st.size() <= n) return;
-  if (*limit >= 0)
-    st.resize(n);  // the innermost ones, closest to where the graph was taken
+  // asyncio.graph: a positive limit keeps the entries closest to where the task was
+  // invoked (the outermost), a negative one the topmost (innermost) ones.
+  if (*limit > 0)
+    st.erase(st.begin(), st.end() - static_cast<std::ptrdiff_t>(n));
   else
-    st.erase(st.begin(), st.end() - static_cast<std::ptrdiff_t>(n));  // the outermost
+    st.resize(n);
 }
 
 // Who awaits f (tasks, gathers, shields), each once, in the order they started waiting.
@@ -148,7 +150,7 @@ FutureCallGraph build(FutureCore& f, Resolver& r, const std::optional<int>& limi
 
 std::string frame_line(const FrameCallGraphEntry& e) {
   std::string fn = e.function.empty() ? std::string("?") : short_function(e.function) + "()";
-  std::string s = "|   File '" + (e.file.empty() ? std::string("?") : e.file) + "', line " +
+  std::string s = "  |   File '" + (e.file.empty() ? std::string("?") : e.file) + "', line " +
                   std::to_string(e.line) + ", in ";
   if (e.kind == FrameCallGraphEntry::Kind::coroutine) s += "async ";
   return s + fn;
@@ -162,12 +164,12 @@ void render(const FutureCallGraph& g, std::string& out, int level) {
   else
     line("* Future(id=" + hex(g.id) + ")");
   if (!g.call_stack.empty()) {
-    line("+ Call stack:");
+    line("  + Call stack:");
     for (const FrameCallGraphEntry& e : g.call_stack)
       line(frame_line(e));
   }
   if (!g.awaited_by.empty()) {
-    line("+ Awaited by:");
+    line("  + Awaited by:");
     for (const FutureCallGraph& a : g.awaited_by)
       render(a, out, level + 1);
   }
@@ -418,6 +420,10 @@ void print_tasks(TaskListing how, std::ostream& out) {
 }
 
 std::string format_tasks(EventLoop& loop, TaskListing how) {
+  if (loop.is_running() && detail::tls_loop != &loop.core())
+    throw RuntimeError(
+        "format_tasks()/dump_tasks(): the loop runs on another thread; call it there "
+        "(loop.call_soon_threadsafe)");
   return detail::format_tasks_of(loop.core(), how);
 }
 

@@ -45,9 +45,15 @@ void check_can_start_run() {
 }
 
 void prepare_run(EventLoop& loop, RunOptions& options) {
-  if (options.debug) loop.set_debug(true);  // false keeps what KETTLE_DEBUG said
+  if (options.debug) loop.set_debug(*options.debug);
   if (options.exception_handler) loop.set_exception_handler(std::move(options.exception_handler));
-  int dump_on = options.dump_tasks_on.value_or(loop.get_debug() ? SIGUSR1 : 0);
+  int dump_on = options.dump_tasks_on.value_or(0);
+  if (!options.dump_tasks_on && loop.get_debug() && ::syscall(SYS_gettid) == ::getpid()) {
+    struct sigaction sa {};
+    if (::sigaction(SIGUSR1, nullptr, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+        sa.sa_handler == SIG_DFL)
+      dump_on = SIGUSR1;  // only where nobody else decided what SIGUSR1 does
+  }
   if (dump_on) {
     loop.add_signal_handler(dump_on, [&loop, dump_on] {
       std::cerr << "kettle: the pending tasks (signal " << dump_on << "):\n";
@@ -58,18 +64,9 @@ void prepare_run(EventLoop& loop, RunOptions& options) {
 
 namespace {
 Coro<> cancel_all(std::vector<TaskRef> tasks) {
-  std::vector<TaskRef> cancelled;
-  for (TaskRef& t : tasks) {
-    try {
-      t.cancel();
-      cancelled.push_back(t);
-    } catch (...) {  // tasks awaiting each other in a cycle: left to close()
-      get_running_loop().call_exception_handler(
-          {"a task left by kettle::run() could not be cancelled", std::current_exception(),
-           t.get_name()});
-    }
-  }
-  co_await gather(return_exceptions, cancelled);
+  for (TaskRef& t : tasks)
+    t.cancel();
+  co_await gather(return_exceptions, tasks);
 }
 }  // namespace
 
@@ -84,7 +81,7 @@ void finish_run(EventLoop& loop) noexcept {
     if (!left.empty()) {
       loop.run_until_complete(cancel_all(left));
       for (TaskRef& t : left) {
-        if (!t.done() || t.cancelled()) continue;
+        if (t.cancelled()) continue;
         if (std::exception_ptr e = t.exception())
           loop.call_exception_handler(
               {"unhandled exception during kettle::run() shutdown", e, t.get_name()});

@@ -64,6 +64,7 @@ backtrace_state* state() {
 
 std::string symbol_name(std::uintptr_t pc) {
   std::string out;
+  if (!state()) return out;
   backtrace_syminfo(
       state(), pc,
       [](void* data, std::uintptr_t, const char* symname, std::uintptr_t, std::uintptr_t) {
@@ -80,6 +81,7 @@ CodeLocation locate(const void* pc, bool return_address) {
   CodeLocation where;
   if (!pc) return where;
 #if KETTLE_HAS_BACKTRACE
+  if (!state()) return where;  // libbacktrace could not start: addresses stay unnamed
   std::uintptr_t at = reinterpret_cast<std::uintptr_t>(pc) - (return_address ? 1 : 0);
   struct Out {
     CodeLocation* where;
@@ -140,6 +142,7 @@ std::vector<std::uintptr_t> capture_stack(int skip, int max_frames) {
     std::vector<std::uintptr_t>* pcs;
     int max;
   } out{&pcs, max_frames};
+  if (!state()) return pcs;
   backtrace_simple(
       state(), skip + 1,
       [](void* data, std::uintptr_t pc) {

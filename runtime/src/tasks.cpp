@@ -86,25 +86,21 @@ bool TaskBase::cancel(std::string_view msg) {
   bool taken_before = flags_ & kCancelTaken;
   if (!taken_before && (!msg.empty() || extras_)) extras().cancel_message.assign(msg);
   if (flags_ & kInCancel) [[unlikely]] {
-    // Cancelling what this task awaits came back to it: tasks awaiting each other in a
-    // circle, which no cancellation can undo (asyncio recurses until RecursionError).
-    --num_cancels_;
-    throw RuntimeError("cannot cancel task '" + get_name() +
-                       "': it awaits itself through a cycle of tasks awaiting each other "
-                       "(kettle::print_tasks() shows the cycle)");
+    // Cancelling what this task awaits came back to it: tasks that await each other in a
+    // cycle (asyncio recurses until RecursionError). Nothing along the cycle can finish
+    // first, so this task is woken to raise CancelledError where it waits; the others then
+    // see it finish cancelled.
+    flags_ |= kMustCancel;
+    wake();
+    return true;
   }
   if (hook_) {
+    struct InCancel {
+      std::uint8_t& flags;
+      ~InCancel() { flags &= ~kInCancel; }
+    } in_cancel{flags_};
     flags_ |= kInCancel;
-    bool taken;
-    try {
-      taken = hook_->cancel(hook_);
-    } catch (...) {
-      flags_ &= ~kInCancel;
-      --num_cancels_;
-      throw;
-    }
-    flags_ &= ~kInCancel;
-    if (taken) {
+    if (hook_->cancel(hook_)) {
       flags_ |= kCancelTaken;
       return true;
     }

@@ -177,7 +177,7 @@ struct CoroAccess {
 };
 
 [[gnu::always_inline]] inline const void* creation_site() noexcept {
-#if defined(__clang__)
+#if defined(__clang__) && defined(__OPTIMIZE__)
   return here();
 #else
   return __builtin_return_address(0);
@@ -212,6 +212,9 @@ class CoroPromiseBase {
       else
         set_awaiting(&kAwaitedInfo<Awaiter>);
       return static_cast<A&&>(a).operator co_await();
+    } else if constexpr (requires { operator co_await(static_cast<A&&>(a)); }) {
+      set_awaiting(&kAwaitedInfo<std::remove_cvref_t<A>>);
+      return operator co_await(static_cast<A&&>(a));
     } else {
       set_awaiting(&kAwaitedInfo<std::remove_cvref_t<A>>);
       return AwaiterRef<std::remove_reference_t<A>>{a};

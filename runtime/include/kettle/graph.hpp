@@ -5,14 +5,15 @@
 /// @code
 /// kettle::Coro<> leaf() { kettle::print_call_graph(); co_return; }
 /// // * Task(name='worker', id=0x55d0c4a3e2c0)
-/// // + Call stack:
-/// // |   File 'app.cpp', line 3, in async leaf()
-/// // |   File 'app.cpp', line 7, in async job()
-/// // + Awaited by:
-/// //     * Task(name='Task-1', id=0x55d0c4a3d100)
-/// //     + Call stack:
-/// //     |   File 'kettle/taskgroups.hpp', line 180, in kettle::TaskGroup (waiting for its tasks)
-/// //     |   File 'app.cpp', line 12, in async main_()
+/// //   + Call stack:
+/// //   |   File 'app.cpp', line 3, in async leaf()
+/// //   |   File 'app.cpp', line 7, in async job()
+/// //   + Awaited by:
+/// //       * Task(name='Task-1', id=0x55d0c4a3d100)
+/// //         + Call stack:
+/// //         |   File 'kettle/taskgroups.hpp', line 187, in kettle::TaskGroup::__aexit__()
+/// //         |   File 'kettle/taskgroups.hpp', line 187, in async kettle::detail::run_task_group()
+/// //         |   File 'app.cpp', line 12, in async main_()
 /// kettle::print_tasks();                              // every task of the loop, as a tree
 /// kettle::print_tasks(kettle::TaskListing::table);   // ... as `python -m asyncio ps`
 /// @endcode
@@ -27,9 +28,7 @@
 /// information (without `-g`, functions are named but files and lines are unknown).
 ///
 /// A running program can be asked from outside: `RunOptions::dump_tasks_on` (SIGUSR1 by
-/// default in debug mode) prints the tree to stderr when the signal arrives, and
-/// `tools/kettle-gdb.py` adds a `kettle tasks` command to GDB for a stopped process or a
-/// core file.
+/// default in debug mode) prints the tree to stderr when the signal arrives.
 ///
 /// All of this reads the loop's tasks: call it on the loop's thread (from a task or a
 /// callback of the loop), as asyncio requires.
@@ -55,10 +54,9 @@ struct FrameCallGraphEntry {
   /// What the entry is.
   enum class Kind : std::uint8_t {
     coroutine,  ///< A Coro's frame, at the co_await where it is suspended.
-    awaitable,  ///< What the innermost frame waits in ("kettle::sleep()", "kettle::Queue::get()").
-    function    ///< The caller of capture_call_graph() in the running task.
+    awaitable   ///< What the innermost frame waits in ("kettle::sleep()", "kettle::Queue::get()").
   };
-  Kind kind = Kind::coroutine;  ///< A frame, an awaitable, or the caller.
+  Kind kind = Kind::coroutine;  ///< A frame or an awaitable.
   std::string file;             ///< The source file, empty if unknown (no debug information).
   unsigned line = 0;            ///< The line, 0 if unknown.
   std::string function;  ///< The function (demangled, with its parameters), or the awaitable.
@@ -88,8 +86,8 @@ FutureCallGraph capture_task(const TaskRef& task, int depth, std::optional<int> 
 /// asyncio.capture_call_graph: the call graph of `task`, or of the current task (nullopt
 /// outside a task). For the current task the innermost entry is the caller, where it calls,
 /// and `depth` skips that many entries minus one. `limit` keeps at most |limit| entries of
-/// each call stack: the innermost ones if positive, the outermost if negative; 0 keeps
-/// none. ValueError for an empty TaskRef.
+/// each call stack: the outermost ones (closest to where the task was invoked) if positive,
+/// the innermost if negative; 0 keeps none. ValueError for an empty TaskRef.
 [[gnu::always_inline]] inline std::optional<FutureCallGraph> capture_call_graph(
     int depth = 1, std::optional<int> limit = std::nullopt) {
   return detail::capture_current(depth, limit, detail::here());
@@ -102,8 +100,8 @@ FutureCallGraph capture_task(const TaskRef& task, int depth, std::optional<int> 
 
 ///@{
 /// asyncio.format_call_graph: the graph in Python 3.14's layout (`* Task(name='…', id=0x…)`,
-/// `+ Call stack:`, `|   File '…', line …, in async …()`, `+ Awaited by:`, four spaces a
-/// level); empty outside a task.
+/// `  + Call stack:`, `  |   File '…', line …, in async …()`, `  + Awaited by:`, four
+/// spaces a level); empty outside a task.
 std::string format_call_graph(const FutureCallGraph& graph);
 [[gnu::always_inline]] inline std::string format_call_graph(
     int depth = 1, std::optional<int> limit = std::nullopt) {

@@ -35,12 +35,16 @@ namespace kettle {
 
 /// How run() sets up its loop (asyncio.run's debug=, and more).
 struct RunOptions {
-  bool debug = false;                  ///< EventLoop::set_debug (KETTLE_DEBUG=1 also turns it on).
+  /// EventLoop::set_debug: true or false; unset keeps what KETTLE_DEBUG says (asyncio.run's
+  /// debug=None).
+  std::optional<bool> debug = std::nullopt;
   ExceptionHandler exception_handler;  ///< If set, installed on the loop.
   bool handle_sigterm = false;         ///< SIGTERM as SIGINT (containers stop programs so).
   /// When this signal arrives, every pending task is printed to stderr as a tree
   /// (EventLoop::dump_tasks), and the program goes on: ask a stuck program what it waits
-  /// for with `kill -USR1 <pid>`. Unset: SIGUSR1 in debug mode, none otherwise; 0: none.
+  /// for with `kill -USR1 <pid>`. Unset: SIGUSR1 in debug mode, for a run() on the main
+  /// thread where nothing else handles SIGUSR1; none otherwise. 0: none. A signal given
+  /// here is installed as add_signal_handler() does (main thread only, else RuntimeError).
   std::optional<int> dump_tasks_on = std::nullopt;
 };
 

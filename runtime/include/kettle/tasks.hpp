@@ -548,8 +548,8 @@ requires(!std::is_base_of_v<TaskRef, std::remove_cvref_t<Aw>>)
       "kettle::create_task: this is a loop future already (a gather or a shield); "
       "await it as it is, or use ensure_future()");
   using T = detail::await_value_t<Aw>;
-  return detail::make_task(detail::running_loop_core(),
-                           detail::await_as_coro<T>(std::forward<Aw>(aw)), std::move(name),
+  detail::LoopCore& loop = detail::running_loop_core();  // before the wrapper is made
+  return detail::make_task(loop, detail::await_as_coro<T>(std::forward<Aw>(aw)), std::move(name),
                            detail::here());
 }
 

@@ -114,7 +114,10 @@ Future<T> run_coroutine_threadsafe(Coro<T> coro, EventLoop& loop) {
       });
   });
   loop.call_soon_threadsafe([bridge, c = std::move(coro)]() mutable {
-    if (bridge->future.cancelled()) return;  // cancelled before it could start
+    if (bridge->future.cancelled()) {  // cancelled before it could start
+      detail::CoroAccess::discard(c);  // (not "never awaited": it was called off)
+      return;
+    }
     try {
       bridge->task = create_task(std::move(c));
     } catch (...) {

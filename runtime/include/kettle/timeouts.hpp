@@ -331,7 +331,10 @@ class [[nodiscard]] TimeoutAwaiter {
       if (!slot_.stored.cancelled()) slot_.stored.state()->request_stop();
       throw_timeout_error();
     } else {
-      throw_timeout_error();  // a Coro or other awaitable is dropped unstarted
+      // A Coro or other awaitable is dropped unstarted (a Coro silently: asyncio makes it a
+      // task and cancels it before it starts).
+      if constexpr (requires { typename Stored::promise_type; }) CoroAccess::discard(slot_.stored);
+      throw_timeout_error();
     }
   }
 

@@ -291,6 +291,7 @@ class AsCompletedState final : private Runnable {
   AsCompletedState(const AsCompletedState&) = delete;
   AsCompletedState& operator=(const AsCompletedState&) = delete;
   ~AsCompletedState() {
+    if (last_awaiter_) last_awaiter_->remove_waiter(task_watch_);
     for (std::size_t i = 0; i < futs_.size(); ++i)
       futs_[i]->remove_waiter(nodes_[i]);
     if (timer_.armed()) loop_->timers.remove(&timer_);
@@ -398,12 +399,23 @@ class AsCompletedState final : private Runnable {
     }
   }
 
-  // The call graph: the futures left are awaited by the task that waits for the next one.
+  // The call graph: the futures left are awaited by the task that last waited for one of
+  // them, until that task finishes (task_watch_ tells: the nodes never point at a freed task).
+  // Each change costs a pass over the nodes: once for a loop that one task runs.
   void awaited_by(TaskBase* t) noexcept {
     if (t == last_awaiter_) return;
+    if (last_awaiter_) last_awaiter_->remove_waiter(task_watch_);
     last_awaiter_ = t;
     for (std::size_t i = 0; i < futs_.size(); ++i)
       nodes_[i].awaiter = t;
+    if (t) t->add_waiter(task_watch_);
+  }
+  struct TaskWatch : Waiter {
+    explicit TaskWatch(AsCompletedState* s) noexcept : Waiter(&on_awaiter_done), owner(s) {}
+    AsCompletedState* owner;
+  };
+  static void on_awaiter_done(Waiter* w, bool) noexcept {
+    static_cast<TaskWatch*>(w)->owner->awaited_by(nullptr);
   }
 
   void unwait(Awaiter* a) noexcept {
@@ -421,6 +433,7 @@ class AsCompletedState final : private Runnable {
   std::deque<Awaiter*> waiting_;
   TimerNode timer_;
   TaskBase* last_awaiter_ = nullptr;
+  TaskWatch task_watch_{this};
   std::size_t todo_ = 0;
   std::size_t taken_ = 0;
   std::uint32_t refs_ = 1;
