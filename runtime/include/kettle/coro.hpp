@@ -282,6 +282,9 @@ class CoroPromiseBase {
 template <class T>
 class CoroPromise : public CoroPromiseBase {
  public:
+  // Inlined into the coroutine's ramp even at -O0, so that CoroPromiseBase's creation site
+  // is the ramp's return address.
+  [[gnu::always_inline]] CoroPromise() noexcept {}
   Coro<T> get_return_object() noexcept {
     return Coro<T>(std::coroutine_handle<CoroPromise>::from_promise(*this));
   }
@@ -298,6 +301,7 @@ class CoroPromise : public CoroPromiseBase {
 template <>
 class CoroPromise<void> : public CoroPromiseBase {
  public:
+  [[gnu::always_inline]] CoroPromise() noexcept {}
   Coro<void> get_return_object() noexcept {
     return Coro<void>(std::coroutine_handle<CoroPromise>::from_promise(*this));
   }
