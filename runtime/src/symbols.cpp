@@ -31,12 +31,10 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
 std::string clean(std::string f) {
   replace_all(f, "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
               "std::string");
-  for (const char* suffix : {" [clone .actor]", " [clone .resume]", " [clone .destroy]",
-                             " (.resume)", " (.destroy)", " (.cleanup)", " [clone .cold]"}) {
-    std::size_t n = std::strlen(suffix);
-    if (f.size() > n && f.compare(f.size() - n, n, suffix) == 0) f.resize(f.size() - n);
-  }
-  for (const char* suffix : {".actor", ".resume", ".destroy"}) {  // when undemangled
+  // In this order: a demangled name ends in " [clone .actor]", an undemangled one in ".actor".
+  for (const char* suffix :
+       {" [clone .actor]", " [clone .resume]", " [clone .destroy]", " (.resume)", " (.destroy)",
+        " (.cleanup)", " [clone .cold]", ".actor", ".resume", ".destroy"}) {
     std::size_t n = std::strlen(suffix);
     if (f.size() > n && f.compare(f.size() - n, n, suffix) == 0) f.resize(f.size() - n);
   }
@@ -107,15 +105,6 @@ CodeLocation locate(const void* pc, bool return_address) {
   (void)return_address;
 #endif
   return where;
-}
-
-std::string function_symbol(const void* pc) {
-#if KETTLE_HAS_BACKTRACE
-  return clean(demangle(symbol_name(reinterpret_cast<std::uintptr_t>(pc)).c_str()));
-#else
-  (void)pc;
-  return {};
-#endif
 }
 
 std::string coroutine_function(const void* frame) {

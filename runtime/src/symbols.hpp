@@ -23,9 +23,6 @@ std::string demangle(const char* name);
 // back, so that the line is the call's.
 CodeLocation locate(const void* pc, bool return_address);
 
-// The function whose code contains `pc`, from the symbol table (demangled, cleaned).
-std::string function_symbol(const void* pc);
-
 // The function of a coroutine frame (from its resume function), e.g. "fetch(int)".
 std::string coroutine_function(const void* frame);
 

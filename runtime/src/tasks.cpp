@@ -134,12 +134,8 @@ std::string_view TaskBase::cancel_message() const noexcept {
   return extras_ ? std::string_view(extras_->cancel_message) : std::string_view();
 }
 
-void TaskBase::set_creation_stack(std::vector<std::uintptr_t> pcs) {
-  extras().creation_stack = std::move(pcs);
-}
-
-void capture_creation_stack(TaskBase& t) {
-  t.set_creation_stack(capture_stack(1));
+void TaskBase::capture_creation_stack() {
+  extras().creation_stack = capture_stack(1);
 }
 
 std::string TaskBase::source_traceback() const {

@@ -400,9 +400,6 @@ class FutureAwaiter : private Waiter, private CancelHook {
 
 [[noreturn]] void throw_bad_task_coro();
 
-// Debug mode: the task keeps the stack that created it.
-void capture_creation_stack(TaskBase& t);
-
 template <class T>
 Task<T> make_task(LoopCore& loop, Coro<T>&& coro, std::string name, const void* where = nullptr) {
   if (!coro.valid() || CoroAccess::handle(coro).promise().start_ != CoroStart::fresh)
@@ -414,7 +411,7 @@ Task<T> make_task(LoopCore& loop, Coro<T>&& coro, std::string name, const void* 
   Task<T> t(TaskRoot<T>::create(loop, CoroAccess::release(coro)));
   t.state()->set_created_at(where);
   if (loop.debug) [[unlikely]]
-    capture_creation_stack(*t.state());
+    t.state()->capture_creation_stack();
   if (!name.empty()) t.set_name(std::move(name));
   return t;
 }

@@ -79,10 +79,9 @@ class TaskBase : public FutureCore {
   CoroPromiseBase& root_promise() noexcept { return promise(); }
   bool started() const noexcept { return flags_ & kStarted; }
   // Where create_task() was called (an address, resolved when printed); null if implicit.
-  const void* created_at() const noexcept { return created_at_; }
   void set_created_at(const void* pc) noexcept { created_at_ = pc; }
-  // Debug mode: the stack that created the task (program counters, innermost first).
-  void set_creation_stack(std::vector<std::uintptr_t> pcs);
+  // Debug mode: keeps the stack that creates the task (program counters, innermost first).
+  void capture_creation_stack();
   const std::vector<std::uintptr_t>* creation_stack() const noexcept {
     return extras_ && !extras_->creation_stack.empty() ? &extras_->creation_stack : nullptr;
   }
