@@ -4,7 +4,11 @@ include(CMakePackageConfigHelpers)
 
 set(KETTLE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/kettle)
 
-install(TARGETS kettle kettle_main EXPORT kettleTargets
+set(_kettle_targets kettle kettle_main)
+if(TARGET kettle_mpi)
+  list(APPEND _kettle_targets kettle_mpi)
+endif()
+install(TARGETS ${_kettle_targets} EXPORT kettleTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
@@ -63,4 +67,11 @@ set(CPACK_DEBIAN_PACKAGE_MAINTAINER "The kettle developers")
 set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "libasio-dev (>= 1:1.22), libcereal-dev, libssl-dev (>= 3), libgcc-12-dev")
+if(TARGET kettle_mpi)  # kettle::kettle_mpi is in the package: the MPI it was built with
+  if(MPI_CXX_COMPILER MATCHES "openmpi")
+    string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS ", libopenmpi-dev, openmpi-bin")
+  else()
+    string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS ", libmpich-dev, mpich")
+  endif()
+endif()
 include(CPack)

@@ -70,6 +70,14 @@ RemoteError::RemoteError(std::string type_name, std::string message, int pid)
       message_(std::move(message)),
       pid_(pid) {}
 
+RemoteError::RemoteError(std::string type_name, std::string message, int pid,
+                         const std::string& where)
+    : Error(type_name + ": " + message + " (raised in " + where + ", pid " + std::to_string(pid) +
+            ")"),
+      type_name_(std::move(type_name)),
+      message_(std::move(message)),
+      pid_(pid) {}
+
 std::string describe(const std::exception_ptr& e) {
   if (!e) return "no exception";
   try {

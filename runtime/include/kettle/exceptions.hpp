@@ -153,6 +153,9 @@ class RemoteError : public Error {
  public:
   /// what() is "<type_name>: <message> (raised in worker process <pid>)".
   RemoteError(std::string type_name, std::string message, int pid);
+  /// what() is "<type_name>: <message> (raised in <where>, pid <pid>)", where names the
+  /// worker ("Worker 3 of 4 on node7": an MPI rank and its host).
+  RemoteError(std::string type_name, std::string message, int pid, const std::string& where);
   /// The name of the original exception's type.
   const std::string& type_name() const noexcept { return type_name_; }
   /// The original exception's what().
