@@ -68,7 +68,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "libasio-dev (>= 1:1.22), libcereal-dev, libssl-dev (>= 3), libgcc-12-dev")
 if(TARGET kettle_mpi)  # kettle::kettle_mpi is in the package: the MPI it was built with
-  if(MPI_CXX_COMPILER MATCHES "openmpi")
+  if(MPI_CXX_LIBRARIES MATCHES "openmpi")
     string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS ", libopenmpi-dev, openmpi-bin")
   else()
     string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS ", libmpich-dev, mpich")

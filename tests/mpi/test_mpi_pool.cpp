@@ -113,13 +113,24 @@ TEST(MPIPoolExecutor, test_map) {
 
 TEST(MPIPoolExecutor, test_map_unordered) {
   MPIPoolExecutor pool;
-  std::vector<int> in{300, 1, 150, 2, 3};
+  std::vector<int> in{800, 1, 2, 3, 4};
   std::vector<int> out = pool.map_unordered(sleep_then, in).get();
   ASSERT_EQ(out.size(), in.size());
   std::vector<int> sorted = out;
   std::sort(sorted.begin(), sorted.end());
-  EXPECT_EQ(sorted, (std::vector<int>{1, 2, 3, 150, 300}));
-  EXPECT_EQ(out.back(), 300);  // the slowest comes last
+  EXPECT_EQ(sorted, (std::vector<int>{1, 2, 3, 4, 800}));
+  EXPECT_EQ(out.back(), 800);  // the slowest comes last
+  // Iterated: each result as its chunk completes; the first is not the slow one.
+  auto results = pool.map_unordered(sleep_then, in);
+  auto it = results.begin();
+  EXPECT_NE(*it, 800);
+  int n = 0;
+  for (; it != results.end(); ++it)
+    ++n;
+  EXPECT_EQ(n, 5);
+  // An error is raised where it comes, and the chunks not yet done are cancelled.
+  std::vector<int> bad{1, 2, 3};
+  EXPECT_THROW(pool.map_unordered(fails_with_value, bad).get(), kettle::ValueError);
 }
 
 TEST(MPIPoolExecutor, test_starmap) {
@@ -227,6 +238,37 @@ TEST(MPIPoolExecutor, test_one_executor_at_a_time) {
   MPIPoolExecutor pool;
   EXPECT_THROW(MPIPoolExecutor(), kettle::RuntimeError);
   EXPECT_EQ(pool.submit(square, 5).result(), 25);
+}
+
+TEST(MPIPoolExecutor, test_moved_from) {
+  MPIPoolExecutor pool;
+  MPIPoolExecutor moved(std::move(pool));
+  EXPECT_EQ(moved.submit(square, 2).result(), 4);
+  EXPECT_EQ(pool.num_workers(), 0u);
+  EXPECT_THROW(pool.submit(square, 2), kettle::RuntimeError);
+  EXPECT_THROW(pool.shutdown(), kettle::RuntimeError);
+}
+
+TEST(MPIPoolExecutor, test_broken_executor_frees_the_workers) {
+  MPIPoolExecutor broken(kettle::mpi::MPIPoolOptions{}, bad_initializer);
+  EXPECT_THROW(broken.bootup(), kettle::BrokenExecutor);
+  MPIPoolExecutor next;  // the broken one, not shut down, holds nothing
+  EXPECT_EQ(next.submit(square, 3).result(), 9);
+}
+
+TEST(MPIPoolExecutor, test_comm_executor_needs_spmd) {
+  EXPECT_THROW(kettle::mpi::MPICommExecutor(), kettle::RuntimeError);
+}
+
+// Run with mpiexec -n 1 (ctest mpi.pool.one_process): no worker rank, a clear error.
+TEST(MPIPoolExecutor, test_one_process) {
+  if (kettle::mpi::size() != 1) GTEST_SKIP() << "for mpiexec -n 1";
+  try {
+    MPIPoolExecutor pool;
+    ADD_FAILURE() << "no error";
+  } catch (const kettle::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("mpiexec -n N"), std::string::npos) << e.what();
+  }
 }
 
 TEST(MPIPoolExecutor, test_max_workers) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -149,7 +150,7 @@ TEST(Awaitables, test_wrong_size) {
       bool raised = false;
       try {
         co_await mpi::recv<std::int32_t>(0, 5);  // 5 bytes for a 4-byte int: truncated
-      } catch (const std::exception&) {
+      } catch (const kettle::ValueError&) {
         raised = true;
       }
       EXPECT_TRUE(raised);
@@ -246,12 +247,46 @@ TEST(Awaitables, test_isend_irecv) {
 }
 
 // A cancelled collective is not abandoned: the task finishes it, then raises CancelledError.
+// Rank 0 joins the barrier only once every other rank has cancelled its own.
 TEST(Awaitables, test_collective_cancel_waits) {
   auto body = []() -> kettle::Coro<bool> {
-    if (me() == 0) co_await kettle::sleep(0.2);  // the others wait in the barrier meanwhile
+    if (me() == 0) {
+      for (int r = 1; r < ranks(); ++r)
+        co_await mpi::recv<int>(MPI_ANY_SOURCE, 20);
+      co_await mpi::barrier();
+      co_return true;
+    }
     auto t = kettle::create_task(mpi::barrier());
     co_await kettle::sleep(0.01);
     t.cancel();
+    co_await mpi::send(1, 0, 20);
+    bool cancelled = false;
+    try {
+      co_await t;  // completes once rank 0 joins, then raises
+    } catch (const kettle::CancelledError&) {
+      cancelled = true;
+    }
+    co_return cancelled;
+  };
+  EXPECT_TRUE(kettle::run(body()));
+  kettle::run(mpi::barrier());
+}
+
+// bcast of a container is two collectives; a cancel between them must not leave the other
+// ranks in the second alone: the task finishes both, then raises.
+TEST(Awaitables, test_bcast_cancel_finishes) {
+  auto body = []() -> kettle::Coro<bool> {
+    if (me() == 0) {
+      for (int r = 1; r < ranks(); ++r)
+        co_await mpi::recv<int>(MPI_ANY_SOURCE, 21);
+      std::vector<int> v{1, 2, 3};
+      std::vector<int> got = co_await mpi::bcast(v);
+      co_return got == v;
+    }
+    auto t = kettle::create_task(mpi::bcast(std::vector<int>{}));
+    co_await kettle::sleep(0.01);
+    t.cancel();
+    co_await mpi::send(1, 0, 21);
     bool cancelled = false;
     try {
       co_await t;
@@ -260,11 +295,42 @@ TEST(Awaitables, test_collective_cancel_waits) {
     }
     co_return cancelled;
   };
-  bool cancelled = kettle::run(body());
-  if (me() != 0) {  // rank 0 came late: the barrier may have completed before the cancel
-    EXPECT_TRUE(cancelled);
+  EXPECT_TRUE(kettle::run(body()));
+  kettle::run(mpi::barrier());  // every rank got through both broadcasts
+}
+
+// A message longer than T: ValueError (MPI's truncation), and the next message is intact.
+TEST(Awaitables, test_recv_too_long) {
+  auto body = []() -> kettle::Coro<void> {
+    if (me() == 0) {
+      std::int64_t big = 1;
+      co_await mpi::send(big, 1, 22);
+      co_await mpi::send(std::int32_t{7}, 1, 22);
+    } else if (me() == 1) {
+      bool raised = false;
+      try {
+        co_await mpi::recv<std::int32_t>(0, 22);
+      } catch (const kettle::ValueError&) {
+        raised = true;
+      }
+      EXPECT_TRUE(raised);
+      std::int32_t next = co_await mpi::recv<std::int32_t>(0, 22);
+      EXPECT_EQ(next, 7);
+    }
+    co_await mpi::barrier();
+  };
+  kettle::run(body());
+}
+
+TEST(MPICommExecutor, test_max_workers) {
+  mpi::MPIPoolOptions o;
+  o.max_workers = 1;
+  mpi::MPICommExecutor ex(MPI_COMM_WORLD, 0, o);
+  if (ex) {
+    EXPECT_EQ(ex->num_workers(), 1u);
+    for (int i = 0; i < 10; ++i)
+      EXPECT_EQ(ex->submit(my_rank).result(), 1);
   }
-  kettle::run(mpi::barrier());  // the barrier above completed on every rank
 }
 
 }  // namespace
@@ -272,7 +338,9 @@ TEST(Awaitables, test_collective_cancel_waits) {
 int main(int argc, char** argv) {
   mpi::init();
   testing::InitGoogleTest(&argc, argv);
-  if (mpi::rank() != 0) {  // one report, from rank 0; failures still fail the exit status
+  // One report, from rank 0 (KETTLE_MPI_TEST_ALL_RANKS=1: from every rank); a failure on
+  // any rank fails the exit status all the same.
+  if (mpi::rank() != 0 && !std::getenv("KETTLE_MPI_TEST_ALL_RANKS")) {
     auto& listeners = testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
   }

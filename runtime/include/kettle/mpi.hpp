@@ -151,7 +151,7 @@ class MPIPoolExecutor {
   /// The workers start (and run the initializer) when the executor is made; wait: returns
   /// once every one is ready (BrokenExecutor if an initializer failed). Returns *this.
   MPIPoolExecutor& bootup(bool wait = true);
-  /// The number of worker ranks this executor uses.
+  /// The number of worker ranks this executor uses (0 once moved from).
   std::size_t num_workers() const noexcept;
 
  private:
@@ -159,6 +159,7 @@ class MPIPoolExecutor {
   explicit MPIPoolExecutor(std::shared_ptr<detail::ExecCore> core) noexcept
       : core_(std::move(core)) {}
   void start(MPIPoolOptions options, std::string init_frame);
+  detail::ExecCore& core() const;  // RuntimeError once moved from
   void submit_task(kettle::detail::proc::Task task);
   void submit_tasks(std::vector<kettle::detail::proc::Task> tasks);
   template <class F>
@@ -181,7 +182,9 @@ class MPIPoolExecutor {
 /// @endcode
 class MPICommExecutor {
  public:
-  /// Collective over comm. ValueError for a root outside comm or a comm of one process.
+  /// Collective over comm. ValueError for a root outside comm or a comm of one process;
+  /// RuntimeError in a program that is not SPMD (KETTLE_MPI_SPMD). With max_workers, that
+  /// many of the other ranks get work (the rest wait for the stop all the same).
   explicit MPICommExecutor(MPI_Comm comm = MPI_COMM_WORLD, int root = 0,
                            MPIPoolOptions options = {});
   MPICommExecutor(const MPICommExecutor&) = delete;
@@ -200,8 +203,11 @@ class MPICommExecutor {
   std::optional<MPIPoolExecutor> pool_;
 };
 
-/// The results of map_unordered(): in the order their chunks complete. Iterate (blocking)
-/// or co_await (every result) from a task; the first error is raised where it comes.
+/// The results of map_unordered(): in the order their chunks complete (mpi4py's
+/// map(unordered=True)). Iterate (blocking, each result as its chunk completes), get()
+/// (blocking) or co_await (every result) from a task. The first error is raised where its
+/// chunk comes, and the chunks not yet done are cancelled. Iterate it in place: once begun,
+/// it must not move.
 template <class V>
 class UnorderedMapResult {
  public:
@@ -213,25 +219,93 @@ class UnorderedMapResult {
   /// Every result, in completion order (blocking).
   std::vector<V> get() {
     std::vector<V> out;
-    for (Future<std::vector<V>> f : concurrent::as_completed(chunks_)) {
-      std::vector<V> part = f.result();
-      for (V& v : part)
-        out.push_back(std::move(v));
-    }
+    for (V& v : *this)
+      out.push_back(std::move(v));
     return out;
   }
   /// From a task: every result, in completion order.
   auto operator co_await() && { return kettle::detail::OwningAwaiter<std::vector<V>>(collect()); }
 
+  /// An input iterator over the results, in completion order; it waits for the next chunk
+  /// as it reaches it (rethrowing the chunk's error).
+  class iterator {
+   public:
+    using value_type = V;                    ///< A result.
+    using difference_type = std::ptrdiff_t;  ///< For std::input_iterator.
+    iterator() = default;                    ///< Past the last result.
+    /// The first result of m (blocking).
+    explicit iterator(UnorderedMapResult* m) : m_(m) { advance(); }
+    /// The current result.
+    V& operator*() { return cur_[i_]; }
+    ///@{
+    /// The next result (blocking when it is in the next chunk).
+    iterator& operator++() {
+      if (++i_ >= cur_.size()) advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    ///@}
+    /// Whether both are past the last result (the only comparison an input iterator needs).
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.m_ == b.m_; }
+
+   private:
+    void advance() {  // to the next completed chunk that has results, or past the end
+      i_ = 0;
+      cur_.clear();
+      while (m_->taken_ < m_->chunks_.size()) {
+        Future<std::vector<V>> f = m_->next_done();
+        try {
+          cur_ = f.result();
+        } catch (...) {
+          m_->cancel_rest();
+          throw;
+        }
+        if (!cur_.empty()) return;
+      }
+      m_ = nullptr;
+    }
+    UnorderedMapResult* m_ = nullptr;
+    std::vector<V> cur_;
+    std::size_t i_ = 0;
+  };
+  /// The first result (blocking until a chunk with one completes).
+  iterator begin() { return iterator(this); }
+  /// Past the last result.
+  iterator end() { return iterator(); }
+
  private:
+  using Completion =
+      decltype(concurrent::as_completed(std::declval<std::vector<Future<std::vector<V>>>&>()));
+  Future<std::vector<V>> next_done() {
+    if (!completion_) {
+      completion_.emplace(concurrent::as_completed(chunks_));
+      at_ = completion_->begin();
+    }
+    Future<std::vector<V>> f = *at_;
+    ++at_;
+    ++taken_;
+    return f;
+  }
+  void cancel_rest() noexcept {
+    for (auto& c : chunks_)
+      c.cancel();
+  }
   Coro<std::vector<V>> collect() {
     std::vector<V> out;
-    for (auto next : kettle::as_completed(chunks_))
-      for (V& v : co_await next)
-        out.push_back(std::move(v));
+    try {
+      for (auto next : kettle::as_completed(chunks_))
+        for (V& v : co_await next)
+          out.push_back(std::move(v));
+    } catch (...) {
+      cancel_rest();
+      throw;
+    }
     co_return out;
   }
   std::vector<Future<std::vector<V>>> chunks_;
+  std::optional<Completion> completion_;
+  decltype(std::declval<Completion&>().begin()) at_{};
+  std::size_t taken_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -391,8 +465,10 @@ Coro<T> bcast_impl(T value, int root, MPI_Comm comm) {
     }
     std::uint64_t n = 0;
     if (is_root) n = wire_of<T> == Wire::cereal ? bytes.size() : size_of(value);
+    // Two collectives that every rank must take part in: a cancellation during the first
+    // waits for the second (which then raises it), so that no rank is left in it alone.
     check("MPI_Ibcast", MPI_Ibcast(&n, 1, MPI_UINT64_T, root, comm, &req));
-    co_await wait_request(&req, OnCancel::finish);
+    co_await wait_request(&req, OnCancel::deliver);
     int count = checked_count(n);  // the root's claim: at most INT_MAX bytes
     void* at;
     if constexpr (wire_of<T> == Wire::contiguous) {
@@ -460,7 +536,7 @@ Coro<void> send(T value, int dest, int tag = 0, MPI_Comm comm = MPI_COMM_WORLD) 
   return detail::send_owned<T>(std::move(value), dest, tag, comm);
 }
 /// Receives a T from source (MPI_ANY_SOURCE) with tag (MPI_ANY_TAG); status, if given, is
-/// filled in. A message of another size than T's ValueError. Cancellation: no message is
+/// filled in. A message of another size than T's raises ValueError. Cancellation: no message is
 /// lost: a receive not yet matched is withdrawn (MPI_Cancel, or a probe that stops); one
 /// matched already completes and returns its value, and the task is cancelled at its next
 /// await.
@@ -470,11 +546,13 @@ Coro<T> recv(int source = MPI_ANY_SOURCE, int tag = MPI_ANY_TAG, MPI_Comm comm =
   return detail::recv_impl<T>(source, tag, comm, status);
 }
 /// send() started now in a task of its own (mpi4py's isend): await it when it matters.
+/// Cancellation: cancelling the task is cancelling the send (see send).
 template <class T>
 Task<void> isend(T value, int dest, int tag = 0, MPI_Comm comm = MPI_COMM_WORLD) {
   return create_task(send<T>(std::move(value), dest, tag, comm));
 }
-/// recv() started now in a task of its own (mpi4py's irecv).
+/// recv() started now in a task of its own (mpi4py's irecv). Cancellation: the task ends
+/// cancelled; a message it had received already is dropped with it (as asyncio's Task).
 template <class T>
 Task<T> irecv(int source = MPI_ANY_SOURCE, int tag = MPI_ANY_TAG, MPI_Comm comm = MPI_COMM_WORLD) {
   return create_task(recv<T>(source, tag, comm));

@@ -122,8 +122,10 @@ constexpr int kTagTasks = 0x6b03;
 constexpr int kTagResults = 0x6b04;
 constexpr int kTagStop = 0x6b05;
 
-// Sends and waits with backoff (MPI_Send may spin while the receiver is slow).
-void send_polled(const std::string& bytes, int dest, int tag, MPI_Comm comm) {
+// Sends and waits with backoff (MPI_Send may spin while the receiver is slow). With
+// `stop_from` (a worker replying to the root), a stop message from that rank ends the wait:
+// the root no longer takes replies, so the send is withdrawn; returns false then.
+bool send_polled(const std::string& bytes, int dest, int tag, MPI_Comm comm, int stop_from = -1) {
   MPI_Request req;
   check("MPI_Isend",
         MPI_Isend(bytes.data(), checked_count(bytes.size()), MPI_BYTE, dest, tag, comm, &req));
@@ -131,7 +133,17 @@ void send_polled(const std::string& bytes, int dest, int tag, MPI_Comm comm) {
   for (;;) {
     int done = 0;
     check("MPI_Test", MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-    if (done) return;
+    if (done) return true;
+    if (stop_from >= 0) {
+      int stop = 0;
+      MPI_Status st;
+      check("MPI_Iprobe", MPI_Iprobe(stop_from, kTagStop, comm, &stop, &st));
+      if (stop) {
+        MPI_Cancel(&req);
+        MPI_Wait(&req, MPI_STATUS_IGNORE);  // cancelled or done: either way at once
+        return false;
+      }
+    }
     b.idle();
   }
 }
@@ -219,7 +231,7 @@ void serve(MPI_Comm comm, int root) {
         w.str(host_name());
         w.i32(static_cast<std::int32_t>(::getpid()));
       }
-      send_polled(out, root, kTagReady, comm);
+      if (!send_polled(out, root, kTagReady, comm, root)) continue;  // the stop is next
     } else if (st.MPI_TAG == kTagTasks) {
       while (r.left() > 0) {
         std::uint32_t len = r.u32();
@@ -227,7 +239,7 @@ void serve(MPI_Comm comm, int root) {
         auto kind = static_cast<proc::MessageKind>(fr.u8());
         run_call(fr, kind, out);
       }
-      send_polled(out, root, kTagResults, comm);
+      if (!send_polled(out, root, kTagResults, comm, root)) continue;
     }
   }
 }
@@ -260,9 +272,11 @@ void finalize_at_exit() {
 
 class ExecCore : public std::enable_shared_from_this<ExecCore> {
  public:
+  // idle: ranks of an owned comm that serve but get no work (they get the stop too).
   ExecCore(MPI_Comm comm, std::vector<int> ranks, int comm_size, std::string init_frame,
-           bool owns_comm)
-      : comm_(comm),
+           bool owns_comm, std::vector<int> idle = {})
+      : idle_(std::move(idle)),
+        comm_(comm),
         comm_size_(comm_size),
         init_frame_(std::move(init_frame)),
         owns_comm_(owns_comm),
@@ -317,13 +331,14 @@ class ExecCore : public std::enable_shared_from_this<ExecCore> {
     std::unique_lock lock(mutex_);
     return finished_;
   }
-  bool shut_down() {
+  // Shut down, or broken: it takes no more work.
+  bool closed() {
     std::unique_lock lock(mutex_);
-    return shutdown_;
+    return shutdown_ || !broken_.empty();
   }
 
   void bootup(bool wait) {
-    if (!wait) return;
+    if (!wait || std::this_thread::get_id() == thread_.get_id()) return;
     std::unique_lock lock(mutex_);
     done_cv_.wait(lock, [&] { return ready_ == workers_.size() || !broken_.empty() || finished_; });
     if (!broken_.empty()) throw BrokenExecutor(broken_);
@@ -632,12 +647,15 @@ class ExecCore : public std::enable_shared_from_this<ExecCore> {
       if (owns_comm_) {
         for (Worker& w : workers_)
           send_polled("", w.rank, kTagStop, comm_);
+        for (int r : idle_)
+          send_polled("", r, kTagStop, comm_);
         MPI_Comm_free(&comm_);
       }
     } catch (...) {
     }
   }
 
+  std::vector<int> idle_;
   MPI_Comm comm_;
   int comm_size_;
   std::string init_frame_;
@@ -718,13 +736,17 @@ void MPIPoolExecutor::start(MPIPoolOptions options, std::string init_frame) {
   if (auto prev = pm.active.lock()) {
     // One that is shut down but finishing its work (shutdown(wait=false)) has the workers
     // until it is done; one not shut down keeps them.
-    if (!prev->shut_down())
+    if (!prev->closed())
       throw RuntimeError(
           "kettle: another MPIPoolExecutor is using the workers (one at a time): shut it down "
           "first");
     prev->wait_finished();
   }
   int n = size(pm.comm);
+  if (n < 2)
+    throw RuntimeError(
+        "kettle: MPIPoolExecutor has no worker ranks: mpiexec started one process; start the "
+        "program with mpiexec -n N (N >= 2), whose ranks other than 0 become its workers");
   std::size_t workers = static_cast<std::size_t>(n - 1);
   if (options.max_workers) workers = std::min(workers, *options.max_workers);
   std::vector<int> ranks;
@@ -740,30 +762,40 @@ MPIPoolExecutor::~MPIPoolExecutor() {
   if (core_) core_->shutdown(true, false);
 }
 
+detail::ExecCore& MPIPoolExecutor::core() const {
+  if (!core_) throw RuntimeError("kettle: this MPIPoolExecutor was moved from");
+  return *core_;
+}
+
 void MPIPoolExecutor::shutdown(bool wait, bool cancel_futures) {
-  core_->shutdown(wait, cancel_futures);
+  core().shutdown(wait, cancel_futures);
 }
 
 MPIPoolExecutor& MPIPoolExecutor::bootup(bool wait) {
-  core_->bootup(wait);
+  core().bootup(wait);
   return *this;
 }
 
 std::size_t MPIPoolExecutor::num_workers() const noexcept {
-  return core_->num_workers();
+  return core_ ? core_->num_workers() : 0;
 }
 
 void MPIPoolExecutor::submit_task(kettle::detail::proc::Task task) {
-  core_->submit(std::move(task));
+  core().submit(std::move(task));
 }
 
 void MPIPoolExecutor::submit_tasks(std::vector<kettle::detail::proc::Task> tasks) {
-  if (!tasks.empty()) core_->submit_all(std::move(tasks));
+  if (!tasks.empty()) core().submit_all(std::move(tasks));
 }
 
 // --- MPICommExecutor ------------------------------------------------------------------
 
 MPICommExecutor::MPICommExecutor(MPI_Comm comm, int root, MPIPoolOptions options) {
+  if (detail::pool_mode().comm != MPI_COMM_NULL)
+    throw RuntimeError(
+        "kettle: MPICommExecutor needs every rank to run main, but this program runs main on "
+        "rank 0 only (the others serve MPIPoolExecutors): declare it SPMD with "
+        "KETTLE_MPI_SPMD; at namespace scope, or use MPIPoolExecutor");
   init();
   if (options.max_workers && *options.max_workers == 0)
     throw ValueError("kettle: MPICommExecutor needs max_workers >= 1");
@@ -783,10 +815,17 @@ MPICommExecutor::MPICommExecutor(MPI_Comm comm, int root, MPIPoolOptions options
     MPI_Comm_free(&dup);
     return;
   }
+  // Every other rank serves until the stop; max_workers of them get work.
   std::vector<int> ranks;
   for (int r = 0; r < n; ++r)
     if (r != root) ranks.push_back(r);
-  auto core = std::make_shared<detail::ExecCore>(dup, std::move(ranks), n, std::string(), true);
+  std::vector<int> idle;
+  if (options.max_workers && *options.max_workers < ranks.size()) {
+    idle.assign(ranks.begin() + static_cast<std::ptrdiff_t>(*options.max_workers), ranks.end());
+    ranks.resize(*options.max_workers);
+  }
+  auto core = std::make_shared<detail::ExecCore>(dup, std::move(ranks), n, std::string(), true,
+                                                 std::move(idle));
   core->start();
   pool_.emplace(MPIPoolExecutor(std::move(core)));
 }

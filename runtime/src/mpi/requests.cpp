@@ -2,6 +2,10 @@
 // probes the loop's tasks wait on, on a loop timer whose interval backs off from 0 to 1 ms
 // while nothing completes (MPI_Wait would spin a core).
 #include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
 #include <unordered_map>
 
 #include "kettle/detail/loop_core.hpp"
@@ -28,13 +32,25 @@ class RequestWaiter : private kd::CancelHook {
 
   bool await_ready() {
     int done = 0;
-    check("MPI_Test", MPI_Test(req_, &done, &status_));
+    int rc = MPI_Test(req_, &done, &status_);
+    if (rc != MPI_SUCCESS) {  // completed with an error: await_resume raises it
+      error_ = rc;
+      return true;
+    }
     return done != 0;
   }
   void await_suspend(std::coroutine_handle<> h);
   MPI_Status await_resume() {
     bool taken = task_ && task_->take_cancel();
-    if (error_ != MPI_SUCCESS) throw MPIError("a nonblocking operation", error_);
+    if (error_ != MPI_SUCCESS) {
+      int cls = error_;
+      MPI_Error_class(error_, &cls);
+      if (cls == MPI_ERR_TRUNCATE)
+        throw ValueError("kettle::mpi: the message is longer than the receive's type (" +
+                         std::string(MPIError("a receive", error_).what()) +
+                         "): the sender sent another type");
+      throw MPIError("a nonblocking operation", error_);
+    }
     switch (on_cancel_) {
       case OnCancel::finish:
         if (taken || cancelled_) task_->throw_cancelled();
@@ -46,7 +62,7 @@ class RequestWaiter : private kd::CancelHook {
           if (flag) task_->throw_cancelled();
           task_->defer_cancel();  // it completed all the same: its value stands
         } else if (taken) {
-          task_->throw_cancelled();
+          task_->defer_cancel();  // cancelled once it had completed: its value stands
         }
         break;
       case OnCancel::deliver:
@@ -111,6 +127,7 @@ class ProbeWaiter : private kd::CancelHook {
     if (error_ != MPI_SUCCESS) throw MPIError("MPI_Improbe", error_);
     if (cancelled_) task_->throw_cancelled();
     if (taken) task_->defer_cancel();  // matched: the message is received, then cancelled
+    matched_ = false;                  // the caller receives it
     return got_;
   }
   // From the poller: true once matched (or failed).
@@ -130,7 +147,8 @@ class ProbeWaiter : private kd::CancelHook {
       error_ = rc;
       return true;
     }
-    return flag != 0;
+    matched_ = flag != 0;
+    return matched_;
   }
   static bool hook(kd::CancelHook* h);
 
@@ -140,6 +158,7 @@ class ProbeWaiter : private kd::CancelHook {
   Probed got_{};
   int error_ = MPI_SUCCESS;
   bool cancelled_ = false;
+  bool matched_ = false;  // a message is ours and not yet handed to the caller
   kd::TaskBase* task_ = nullptr;
   Poller* poller_ = nullptr;
 };
@@ -147,7 +166,8 @@ class ProbeWaiter : private kd::CancelHook {
 class Poller final : public kd::LoopResource, private kd::Runnable {
  public:
   static Poller& of(kd::LoopCore& loop) {
-    auto& p = pollers()[&loop];
+    std::lock_guard lock(registry_mutex());
+    auto& p = registry()[&loop];
     if (!p) p = new Poller(loop);
     return *p;
   }
@@ -177,9 +197,14 @@ class Poller final : public kd::LoopResource, private kd::Runnable {
     timer_.set_inline_target(this);
     loop.attach(this);
   }
-  static std::unordered_map<kd::LoopCore*, Poller*>& pollers() {
-    thread_local std::unordered_map<kd::LoopCore*, Poller*> map;
-    return map;
+  // Process-wide: a loop may be closed on another thread than the one it ran on.
+  static std::unordered_map<kd::LoopCore*, Poller*>& registry() {
+    static auto* map = new std::unordered_map<kd::LoopCore*, Poller*>;
+    return *map;
+  }
+  static std::mutex& registry_mutex() {
+    static auto* m = new std::mutex;
+    return *m;
   }
 
   void arm_now() {
@@ -202,13 +227,20 @@ class Poller final : public kd::LoopResource, private kd::Runnable {
       int rc =
           MPI_Testsome(static_cast<int>(size), reqs_.data(), &n, indices_.data(), statuses_.data());
       if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
-        // Nothing says which request failed: every waiter gets the error.
-        std::vector<RequestWaiter*> all;
-        all.swap(owners_);
-        reqs_.clear();
-        for (RequestWaiter* w : all)
-          w->complete(MPI_Status{}, rc);
-        any = true;
+        // Nothing says which request failed: each is asked on its own. One that is still
+        // active stays (its buffers are in use until it completes).
+        for (std::size_t i = 0; i < size; ++i) {
+          int done = 0;
+          MPI_Status st{};
+          int e = MPI_Test(&reqs_[i], &done, &st);
+          if (done || e != MPI_SUCCESS) {
+            RequestWaiter* w = owners_[i];
+            owners_[i] = nullptr;
+            w->complete(st, e);
+            any = true;
+          }
+        }
+        compact(size);
       } else if (n != MPI_UNDEFINED && n > 0) {
         any = true;
         for (int k = 0; k < n; ++k) {
@@ -218,15 +250,7 @@ class Poller final : public kd::LoopResource, private kd::Runnable {
           owners_[i] = nullptr;
           w->complete(st, rc == MPI_ERR_IN_STATUS ? st.MPI_ERROR : MPI_SUCCESS);
         }
-        std::size_t j = 0;
-        for (std::size_t i = 0; i < size; ++i)
-          if (owners_[i]) {
-            owners_[j] = owners_[i];
-            reqs_[j] = reqs_[i];
-            ++j;
-          }
-        owners_.resize(j);
-        reqs_.resize(j);
+        compact(size);
       }
     }
     for (std::size_t i = 0; i < probes_.size();) {
@@ -246,13 +270,28 @@ class Poller final : public kd::LoopResource, private kd::Runnable {
     loop_.timers.push(&timer_);
   }
 
+  void compact(std::size_t size) noexcept {
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < size; ++i)
+      if (owners_[i]) {
+        owners_[j] = owners_[i];
+        reqs_[j] = reqs_[i];
+        ++j;
+      }
+    owners_.resize(j);
+    reqs_.resize(j);
+  }
+
   void on_loop_close() noexcept override {
     for (RequestWaiter* w : owners_)
       w->orphan();
     for (ProbeWaiter* w : probes_)
       w->orphan();
     if (timer_.armed()) loop_.timers.remove(&timer_);
-    pollers().erase(&loop_);
+    {
+      std::lock_guard lock(registry_mutex());
+      registry().erase(&loop_);
+    }
     delete this;
   }
 
@@ -276,10 +315,16 @@ void RequestWaiter::await_suspend(std::coroutine_handle<> h) {
 RequestWaiter::~RequestWaiter() {
   if (*req_ == MPI_REQUEST_NULL) return;
   // The task's frame goes with the operation still active (its loop closed under it): the
-  // buffers must outlive the request, so it is withdrawn or waited for here.
+  // buffers must outlive the request, so a receive is withdrawn, and any request waited
+  // for here, polled with backoff (MPI_Wait would spin). A send or a collective that the
+  // other ranks never match blocks here: MPI gives no way to abandon one.
   if (poller_) poller_->remove(this);
   if (on_cancel_ == OnCancel::mpi_cancel) MPI_Cancel(req_);
-  MPI_Wait(req_, MPI_STATUS_IGNORE);
+  for (unsigned idle = 0;; ++idle) {
+    int done = 0;
+    if (MPI_Test(req_, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || done) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(idle < 10 ? 1 << idle : 1000));
+  }
 }
 
 void ProbeWaiter::await_suspend(std::coroutine_handle<> h) {
@@ -291,6 +336,12 @@ void ProbeWaiter::await_suspend(std::coroutine_handle<> h) {
 
 ProbeWaiter::~ProbeWaiter() {
   if (poller_) poller_->remove(this);
+  if (matched_) {  // matched, never handed over (the frame goes): receive it, to nothing
+    int n = 0;
+    MPI_Get_count(&got_.status, MPI_BYTE, &n);
+    std::string sink(static_cast<std::size_t>(std::max(n, 0)), '\0');
+    MPI_Mrecv(sink.data(), n, MPI_BYTE, &got_.message, MPI_STATUS_IGNORE);
+  }
 }
 
 bool ProbeWaiter::hook(kd::CancelHook* h) {
