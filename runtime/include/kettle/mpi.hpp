@@ -131,18 +131,17 @@ class MPIPoolExecutor {
   /// fn over the range, results in input order; chunksize items travel per message.
   template <class F, class Range>
   auto map(F fn, Range&& range, std::size_t chunksize = 1) {
-    return ChunkedMapResult<result_of<F>>(chunks<false>(fn, std::forward<Range>(range), chunksize));
+    return ChunkedMapResult(chunks<false>(fn, std::forward<Range>(range), chunksize));
   }
   /// map(..., unordered=True): the same results in the order they complete.
   template <class F, class Range>
   auto map_unordered(F fn, Range&& range, std::size_t chunksize = 1) {
-    return UnorderedMapResult<result_of<F>>(
-        chunks<false>(fn, std::forward<Range>(range), chunksize));
+    return UnorderedMapResult(chunks<false>(fn, std::forward<Range>(range), chunksize));
   }
   /// fn(std::get<0>(t), std::get<1>(t), ...) over a range of argument tuples, in order.
   template <class F, class Range>
   auto starmap(F fn, Range&& range, std::size_t chunksize = 1) {
-    return ChunkedMapResult<result_of<F>>(chunks<true>(fn, std::forward<Range>(range), chunksize));
+    return ChunkedMapResult(chunks<true>(fn, std::forward<Range>(range), chunksize));
   }
 
   /// No new work. cancel_futures: tasks not yet sent to a worker are cancelled. wait:
@@ -162,11 +161,14 @@ class MPIPoolExecutor {
   detail::ExecCore& core() const;  // RuntimeError once moved from
   void submit_task(kettle::detail::proc::Task task);
   void submit_tasks(std::vector<kettle::detail::proc::Task> tasks);
-  template <class F>
-  using result_of = kettle::detail::map_value_t<typename kettle::detail::proc::fn_traits<
-      decltype(kettle::detail::proc::as_function_pointer(std::declval<F>()))>::result>;
+  // map's chunks sent, their futures returned.
   template <bool Star, class F, class Range>
-  auto chunks(F fn, Range&& range, std::size_t chunksize);
+  auto chunks(F fn, Range&& range, std::size_t chunksize) {
+    auto [futures, tasks] =
+        kettle::detail::proc::map_tasks<Star>(fn, std::forward<Range>(range), chunksize);
+    submit_tasks(std::move(tasks));
+    return std::move(futures);
+  }
 
   std::shared_ptr<detail::ExecCore> core_;
 };
@@ -341,15 +343,16 @@ inline constexpr Wire wire_of = contiguous_of<T>::value ? Wire::contiguous
                                                         : Wire::cereal;
 
 int checked_count(std::size_t bytes);  // ValueError above INT_MAX
-std::string encode_cereal_any(const void* value, void (*write)(const void*, std::string&));
 template <class T>
 std::string encode_cereal(const T& value) {
   static_assert(kettle::detail::proc::serializable<T>,
                 "kettle::mpi: T is neither trivially copyable nor serializable with cereal");
-  return encode_cereal_any(&value, [](const void* v, std::string& out) {
+  std::string out;
+  {
     kettle::detail::proc::OutArchive oa(out);
-    oa(*static_cast<const T*>(v));
-  });
+    oa(value);
+  }
+  return out;
 }
 void decode_failed(const char* what);
 template <class T>
@@ -404,17 +407,20 @@ std::size_t size_of(const T& v) {
 
 template <class T>
 Coro<void> send_owned(T value, int dest, int tag, MPI_Comm comm) {
-  MPI_Request req;
+  std::string bytes;  // the value, serialized, when it travels through cereal
+  const void* p = nullptr;
+  std::size_t n = 0;
   if constexpr (wire_of<T> == Wire::cereal) {
-    std::string bytes = encode_cereal(value);
-    check("MPI_Isend",
-          MPI_Isend(bytes.data(), checked_count(bytes.size()), MPI_BYTE, dest, tag, comm, &req));
-    co_await wait_request(&req, OnCancel::finish);
+    bytes = encode_cereal(value);
+    p = bytes.data();
+    n = bytes.size();
   } else {
-    check("MPI_Isend", MPI_Isend(bytes_of(value), checked_count(size_of(value)), MPI_BYTE, dest,
-                                 tag, comm, &req));
-    co_await wait_request(&req, OnCancel::finish);
+    p = bytes_of(value);
+    n = size_of(value);
   }
+  MPI_Request req;
+  check("MPI_Isend", MPI_Isend(p, checked_count(n), MPI_BYTE, dest, tag, comm, &req));
+  co_await wait_request(&req, OnCancel::finish);
 }
 
 template <class T>
@@ -579,97 +585,14 @@ Coro<T> allreduce(T value, MPI_Op op, MPI_Comm comm = MPI_COMM_WORLD) {
 
 template <class F, class... Args>
 MPIPoolExecutor::MPIPoolExecutor(MPIPoolOptions options, F initializer, Args&&... initargs) {
-  auto fp = kettle::detail::proc::as_function_pointer(initializer);
-  using Fp = decltype(fp);
-  using T = kettle::detail::proc::fn_traits<Fp>;
-  static_assert(T::arity == sizeof...(Args),
-                "kettle: the initializer takes a different number of arguments");
-  static_assert(T::all_serializable,
-                "kettle: an initializer parameter type cannot be serialized with cereal");
-  start(options, kettle::detail::proc::call_frame_with(kettle::detail::proc::MessageKind::init, fp,
-                                                       std::forward<Args>(initargs)...));
+  start(options, kettle::detail::proc::init_frame(initializer, std::forward<Args>(initargs)...));
 }
 
 template <class F, class... Args>
 auto MPIPoolExecutor::submit(F fn, Args&&... args) {
-  namespace proc = kettle::detail::proc;
-  auto fp = proc::as_function_pointer(fn);
-  using Fp = decltype(fp);
-  using T = proc::fn_traits<Fp>;
-  using R = typename T::result;
-  static_assert(T::arity == sizeof...(Args),
-                "kettle: submit(fn, args...) needs as many arguments as fn has parameters");
-  static_assert(T::all_serializable,
-                "kettle: a parameter type of fn cannot be serialized with cereal (or is not "
-                "default-constructible): give it a serialize(Archive&) function");
-  static_assert(proc::result_serializable<R>,
-                "kettle: fn's result type cannot be serialized with cereal (or is not "
-                "default-constructible): give it a serialize(Archive&) function");
-  Future<R> f;
-  proc::Task task;
-  try {
-    task.frame = proc::call_frame_with(proc::MessageKind::task, fp, std::forward<Args>(args)...);
-  } catch (...) {
-    f.set_exception(std::current_exception());
-    return f;
-  }
-  task.completer = proc::result_completer(f);
-  submit_task(std::move(task));
+  auto [f, task] = kettle::detail::proc::call_task(fn, std::forward<Args>(args)...);
+  if (task) submit_task(std::move(*task));
   return f;
-}
-
-template <bool Star, class F, class Range>
-auto MPIPoolExecutor::chunks(F fn, Range&& range, std::size_t chunksize) {
-  namespace proc = kettle::detail::proc;
-  auto fp = proc::as_function_pointer(fn);
-  using Fp = decltype(fp);
-  using T = proc::fn_traits<Fp>;
-  using R = typename T::result;
-  using V = kettle::detail::map_value_t<R>;
-  static_assert(Star || T::arity == 1, "kettle: map(fn, range) needs fn to take one argument");
-  static_assert(T::all_serializable && proc::result_serializable<R>,
-                "kettle: fn's parameter or result type cannot be serialized with cereal: give "
-                "it a serialize(Archive&) function");
-  if (chunksize < 1) throw ValueError("kettle: map() needs chunksize >= 1");
-  std::vector<Future<std::vector<V>>> futures;
-  std::vector<proc::Task> tasks;
-  auto it = std::ranges::begin(range);
-  auto end = std::ranges::end(range);
-  const std::string head = proc::call_frame(proc::MessageKind::task, fp, 0);
-  while (it != end) {
-    Future<std::vector<V>> f;
-    proc::Task task;
-    task.frame = head;
-    std::uint32_t n = 0;
-    try {
-      proc::OutArchive oa(task.frame);
-      for (; it != end && n < chunksize; ++it, ++n) {
-        if constexpr (Star)
-          std::apply([&](auto&&... a) { proc::write_args<Fp>(oa, a...); }, *it);
-        else
-          proc::write_args<Fp>(oa, *it);
-      }
-    } catch (...) {
-      f.set_exception(std::current_exception());
-      futures.push_back(std::move(f));
-      for (; it != end && n < chunksize; ++it, ++n) {
-      }
-      continue;
-    }
-    std::memcpy(task.frame.data() + 4 + 1 + 8, &n, sizeof n);  // the count
-    try {
-      proc::end_frame(task.frame, 0);
-    } catch (...) {
-      f.set_exception(std::current_exception());
-      futures.push_back(std::move(f));
-      continue;
-    }
-    task.completer = proc::chunk_completer<R>(f, n);
-    futures.push_back(std::move(f));
-    tasks.push_back(std::move(task));
-  }
-  submit_tasks(std::move(tasks));
-  return futures;
 }
 
 }  // namespace kettle::mpi

@@ -74,12 +74,6 @@ void wrong_size(int got, std::size_t element, const char* what) {
                    " (" + std::to_string(element) + " bytes each): the sender sent another type");
 }
 
-std::string encode_cereal_any(const void* value, void (*write)(const void*, std::string&)) {
-  std::string out;
-  write(value, out);
-  return out;
-}
-
 void decode_failed(const char* what) {
   throw ValueError(std::string("kettle::mpi: a received value does not read as this type (") +
                    what + "): the sender sent another type");
@@ -172,32 +166,6 @@ std::string host_name() {
   return std::string(name, static_cast<std::size_t>(n));
 }
 
-// Runs one call frame (after its kind) and appends its reply frame, as a process pool's
-// worker does. False if the frame is not one the root could have sent.
-void run_call(proc::Reader& r, proc::MessageKind kind, std::string& out) {
-  std::uint64_t id = r.u64();
-  std::size_t at = out.size();
-  try {
-    std::uint32_t count = r.u32();
-    auto tramp =
-        reinterpret_cast<proc::Trampoline>(const_cast<void*>(proc::resolve(proc::read_ref(r))));
-    const void* fn = proc::resolve(proc::read_ref(r));
-    std::size_t f = proc::begin_frame(out, proc::MessageKind::result);
-    proc::Writer(out).u64(id);
-    tramp(fn, r, count, out);
-    proc::end_frame(out, f);
-  } catch (...) {
-    out.resize(at);
-    std::size_t f =
-        proc::begin_frame(out, kind == proc::MessageKind::init ? proc::MessageKind::init_failed
-                                                               : proc::MessageKind::error);
-    proc::Writer w(out);
-    w.u64(id);
-    proc::write_error(w, std::current_exception(), static_cast<int>(::getpid()));
-    proc::end_frame(out, f);
-  }
-}
-
 // A worker's loop: serves the root's executors on comm until told to stop.
 void serve(MPI_Comm comm, int root) {
   tight_timers();
@@ -216,7 +184,7 @@ void serve(MPI_Comm comm, int root) {
         r.skip(4);  // the frame's length
         auto kind = static_cast<proc::MessageKind>(r.u8());
         std::string reply;
-        run_call(r, kind, reply);
+        proc::run_call(r, kind, reply);
         proc::Reader rr(reply.data(), reply.size());
         rr.skip(4);
         if (static_cast<proc::MessageKind>(rr.u8()) != proc::MessageKind::result) {
@@ -237,7 +205,7 @@ void serve(MPI_Comm comm, int root) {
         std::uint32_t len = r.u32();
         proc::Reader fr(r.take(len), len);
         auto kind = static_cast<proc::MessageKind>(fr.u8());
-        run_call(fr, kind, out);
+        proc::run_call(fr, kind, out);
       }
       if (!send_polled(out, root, kTagResults, comm, root)) continue;
     }
@@ -361,9 +329,6 @@ class ExecCore : public std::enable_shared_from_this<ExecCore> {
     };
     std::deque<Message> messages;  // in flight
   };
-  struct Send {
-    std::string bytes;
-  };
 
   void refuse_locked() {
     if (!broken_.empty()) throw BrokenExecutor(broken_);
@@ -413,9 +378,10 @@ class ExecCore : public std::enable_shared_from_this<ExecCore> {
   }
 
   void post(std::string bytes, int dest, int tag) {
-    sends_.push_back(std::make_unique<Send>(Send{std::move(bytes)}));
+    // On the heap: a short string's bytes would move with it when the vector grows.
+    sends_.push_back(std::make_unique<std::string>(std::move(bytes)));
     MPI_Request req;
-    const std::string& b = sends_.back()->bytes;
+    const std::string& b = *sends_.back();
     check("MPI_Isend",
           MPI_Isend(b.data(), checked_count(b.size()), MPI_BYTE, dest, tag, comm_, &req));
     send_reqs_.push_back(req);
@@ -675,7 +641,7 @@ class ExecCore : public std::enable_shared_from_this<ExecCore> {
 
   // The manager thread's:
   std::deque<Worker> workers_;
-  std::vector<std::unique_ptr<Send>> sends_;
+  std::vector<std::unique_ptr<std::string>> sends_;  // buffers of send_reqs_
   std::vector<MPI_Request> send_reqs_;
   std::vector<int> indices_;
   std::uint64_t next_task_id_ = 1;

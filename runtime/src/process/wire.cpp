@@ -3,6 +3,7 @@
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <link.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <memory>
@@ -227,6 +228,29 @@ void write_error(Writer& w, std::exception_ptr e, int pid) {
   w.i32(pid);
   w.str(type);
   w.str(what);
+}
+
+void run_call(Reader& r, MessageKind kind, std::string& out, std::uint64_t* running) {
+  std::uint64_t id = r.u64();
+  if (running) *running = id;
+  std::size_t at = out.size();
+  try {
+    std::uint32_t count = r.u32();
+    auto tramp = reinterpret_cast<Trampoline>(const_cast<void*>(resolve(read_ref(r))));
+    const void* fn = resolve(read_ref(r));
+    std::size_t f = begin_frame(out, MessageKind::result);
+    Writer(out).u64(id);
+    tramp(fn, r, count, out);
+    end_frame(out, f);
+  } catch (...) {
+    out.resize(at);
+    std::size_t f =
+        begin_frame(out, kind == MessageKind::init ? MessageKind::init_failed : MessageKind::error);
+    Writer w(out);
+    w.u64(id);
+    write_error(w, std::current_exception(), static_cast<int>(::getpid()));
+    end_frame(out, f);
+  }
 }
 
 std::exception_ptr read_error(Reader& r) {

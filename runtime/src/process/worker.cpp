@@ -85,31 +85,14 @@ bool write_all(int fd, const char* p, std::size_t n) noexcept {
   ::_exit(code);
 }
 
-// Runs one task or initializer frame body (after the kind); appends the reply.
-void run_call(Reader& r, MessageKind kind, std::string& out) {
-  std::uint64_t id = r.u64();
-  running_task = id;
+// Runs one task or initializer frame body (after the kind); appends the reply. A worker
+// whose initializer failed reports it and exits.
+void run_task(Reader& r, MessageKind kind, std::string& out) {
   std::size_t at = out.size();
-  try {
-    std::uint32_t count = r.u32();
-    auto tramp = reinterpret_cast<Trampoline>(const_cast<void*>(resolve(read_ref(r))));
-    const void* fn = resolve(read_ref(r));
-    std::size_t f = begin_frame(out, MessageKind::result);
-    Writer(out).u64(id);
-    tramp(fn, r, count, out);
-    end_frame(out, f);
-  } catch (...) {
-    out.resize(at);
-    std::size_t f =
-        begin_frame(out, kind == MessageKind::init ? MessageKind::init_failed : MessageKind::error);
-    Writer w(out);
-    w.u64(id);
-    write_error(w, std::current_exception(), static_cast<int>(::getpid()));
-    end_frame(out, f);
-    if (kind == MessageKind::init) {
-      write_all(3, out.data(), out.size());
-      leave(1);
-    }
+  run_call(r, kind, out, &running_task);
+  if (static_cast<MessageKind>(out[at + 4]) == MessageKind::init_failed) {
+    write_all(3, out.data(), out.size());
+    leave(1);
   }
 }
 
@@ -202,7 +185,7 @@ void run_worker() {
       }
       if (kind == MessageKind::init) {
         // The first frame: the initializer, if there is one (a bare id if not).
-        if (r.left() > sizeof(std::uint64_t)) run_call(r, kind, out);
+        if (r.left() > sizeof(std::uint64_t)) run_task(r, kind, out);
         out.clear();
         std::size_t f = begin_frame(out, MessageKind::ready);
         end_frame(out, f);
@@ -217,7 +200,7 @@ void run_worker() {
         std::memcpy(&id, r.data(), sizeof id);
         progress->store(id, std::memory_order_release);
       }
-      run_call(r, kind, out);
+      run_task(r, kind, out);
     }
     flush();
     in.erase(0, pos);

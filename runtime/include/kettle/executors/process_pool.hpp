@@ -46,6 +46,7 @@
 #include "kettle/detail/requires_cxx20.hpp"
 
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <ranges>
@@ -301,6 +302,105 @@ std::unique_ptr<Completer> chunk_completer(Future<std::vector<map_value_t<R>>> f
   });
 }
 
+// The initializer's call frame, for a pool's workers (process or MPI).
+template <class F, class... Args>
+std::string init_frame(F initializer, Args&&... initargs) {
+  auto fp = as_function_pointer(initializer);
+  using Fp = decltype(fp);
+  using T = fn_traits<Fp>;
+  static_assert(T::arity == sizeof...(Args),
+                "kettle: the initializer takes a different number of arguments");
+  static_assert(T::all_serializable,
+                "kettle: an initializer parameter type cannot be serialized with cereal: give "
+                "it a serialize(Archive&) function (or use standard types)");
+  return call_frame_with(MessageKind::init, fp, std::forward<Args>(initargs)...);
+}
+
+// submit(fn, args...): the call as a task for a worker, and its future. If the arguments
+// do not serialize, the future carries that error (as Python's test_error_at_task_pickle)
+// and there is no task.
+template <class F, class... Args>
+auto call_task(F fn, Args&&... args) {
+  auto fp = as_function_pointer(fn);
+  using Fp = decltype(fp);
+  using T = fn_traits<Fp>;
+  using R = typename T::result;
+  static_assert(T::arity == sizeof...(Args),
+                "kettle: submit(fn, args...) needs as many arguments as fn has parameters");
+  static_assert(T::all_serializable,
+                "kettle: a parameter type of fn cannot be serialized with cereal (or is not "
+                "default-constructible): give it a serialize(Archive&) function");
+  static_assert(result_serializable<R>,
+                "kettle: fn's result type cannot be serialized with cereal (or is not "
+                "default-constructible): give it a serialize(Archive&) function");
+  std::pair<Future<R>, std::optional<Task>> out;
+  Task task;
+  try {
+    task.frame = call_frame_with(MessageKind::task, fp, std::forward<Args>(args)...);
+  } catch (...) {
+    out.first.set_exception(std::current_exception());
+    return out;
+  }
+  task.completer = result_completer(out.first);
+  out.second.emplace(std::move(task));
+  return out;
+}
+
+// map(fn, range, chunksize) (Star: starmap): one task per chunk of chunksize items, and each
+// chunk's future, in input order. A chunk whose arguments do not serialize (or do not fit
+// one message) has a failed future and no task.
+template <bool Star, class F, class Range>
+auto map_tasks(F fn, Range&& range, std::size_t chunksize) {
+  auto fp = as_function_pointer(fn);
+  using Fp = decltype(fp);
+  using T = fn_traits<Fp>;
+  using R = typename T::result;
+  using V = map_value_t<R>;
+  static_assert(Star || T::arity == 1, "kettle: map(fn, range) needs fn to take one argument");
+  static_assert(T::all_serializable && result_serializable<R>,
+                "kettle: fn's parameter or result type cannot be serialized with cereal: give "
+                "it a serialize(Archive&) function");
+  if (chunksize < 1) throw ValueError("kettle: map() needs chunksize >= 1");
+  std::pair<std::vector<Future<std::vector<V>>>, std::vector<Task>> out;
+  auto& [futures, tasks] = out;
+  auto it = std::ranges::begin(range);
+  auto end = std::ranges::end(range);
+  const std::string head = call_frame(MessageKind::task, fp, 0);
+  while (it != end) {
+    Future<std::vector<V>> f;
+    Task task;
+    task.frame = head;
+    std::uint32_t n = 0;
+    try {
+      OutArchive oa(task.frame);
+      for (; it != end && n < chunksize; ++it, ++n) {
+        if constexpr (Star)
+          std::apply([&](auto&&... a) { write_args<Fp>(oa, a...); }, *it);
+        else
+          write_args<Fp>(oa, *it);
+      }
+    } catch (...) {
+      f.set_exception(std::current_exception());
+      futures.push_back(std::move(f));
+      for (; it != end && n < chunksize; ++it, ++n) {
+      }
+      continue;
+    }
+    std::memcpy(task.frame.data() + 4 + 1 + 8, &n, sizeof n);  // the count
+    try {
+      end_frame(task.frame, 0);
+    } catch (...) {  // too large for one message: that chunk fails
+      f.set_exception(std::current_exception());
+      futures.push_back(std::move(f));
+      continue;
+    }
+    task.completer = chunk_completer<R>(f, n);
+    futures.push_back(std::move(f));
+    tasks.push_back(std::move(task));
+  }
+  return out;
+}
+
 }  // namespace detail::proc
 
 /// The results of a process pool's map(): chunks of results, in input order, that read as
@@ -400,97 +500,21 @@ class ChunkedMapResult {
 template <class F, class... Args>
 ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolOptions options, F initializer,
                                          Args&&... initargs) {
-  auto fp = detail::proc::as_function_pointer(initializer);
-  using Fp = decltype(fp);
-  using T = detail::proc::fn_traits<Fp>;
-  static_assert(T::arity == sizeof...(Args),
-                "kettle: the initializer takes a different number of arguments");
-  static_assert(T::all_serializable,
-                "kettle: an initializer parameter type cannot be serialized with cereal: give "
-                "it a serialize(Archive&) function (or use standard types)");
-  init(options, detail::proc::call_frame_with(detail::proc::MessageKind::init, fp,
-                                              std::forward<Args>(initargs)...));
+  init(options, detail::proc::init_frame(initializer, std::forward<Args>(initargs)...));
 }
 
 template <class F, class... Args>
 auto ProcessPoolExecutor::submit(F fn, Args&&... args) {
-  auto fp = detail::proc::as_function_pointer(fn);
-  using Fp = decltype(fp);
-  using T = detail::proc::fn_traits<Fp>;
-  using R = typename T::result;
-  static_assert(T::arity == sizeof...(Args),
-                "kettle: submit(fn, args...) needs as many arguments as fn has parameters");
-  static_assert(T::all_serializable,
-                "kettle: a parameter type of fn cannot be serialized with cereal (or is not "
-                "default-constructible): give it a serialize(Archive&) function");
-  static_assert(detail::proc::result_serializable<R>,
-                "kettle: fn's result type cannot be serialized with cereal (or is not "
-                "default-constructible): give it a serialize(Archive&) function");
-  Future<R> f;
-  detail::proc::Task task;
-  try {
-    task.frame = detail::proc::call_frame_with(detail::proc::MessageKind::task, fp,
-                                               std::forward<Args>(args)...);
-  } catch (...) {  // as Python's test_error_at_task_pickle: the future carries it
-    f.set_exception(std::current_exception());
-    return f;
-  }
-  task.completer = detail::proc::result_completer(f);
-  core_->submit(std::move(task));
+  auto [f, task] = detail::proc::call_task(fn, std::forward<Args>(args)...);
+  if (task) core_->submit(std::move(*task));
   return f;
 }
 
 template <bool Star, class F, class Range>
 auto ProcessPoolExecutor::map_impl(F fn, Range&& range, std::size_t chunksize) {
-  auto fp = detail::proc::as_function_pointer(fn);
-  using Fp = decltype(fp);
-  using T = detail::proc::fn_traits<Fp>;
-  using R = typename T::result;
-  using V = detail::map_value_t<R>;
-  static_assert(Star || T::arity == 1, "kettle: map(fn, range) needs fn to take one argument");
-  static_assert(T::all_serializable && detail::proc::result_serializable<R>,
-                "kettle: fn's parameter or result type cannot be serialized with cereal: give "
-                "it a serialize(Archive&) function");
-  if (chunksize < 1) throw ValueError("kettle: map() needs chunksize >= 1");
-  std::vector<Future<std::vector<V>>> futures;
-  std::vector<detail::proc::Task> tasks;
-  auto it = std::ranges::begin(range);
-  auto end = std::ranges::end(range);
-  const std::string head = detail::proc::call_frame(detail::proc::MessageKind::task, fp, 0);
-  while (it != end) {
-    Future<std::vector<V>> f;
-    detail::proc::Task task;
-    task.frame = head;
-    std::uint32_t n = 0;
-    try {
-      detail::proc::OutArchive oa(task.frame);
-      for (; it != end && n < chunksize; ++it, ++n) {
-        if constexpr (Star)
-          std::apply([&](auto&&... a) { detail::proc::write_args<Fp>(oa, a...); }, *it);
-        else
-          detail::proc::write_args<Fp>(oa, *it);
-      }
-    } catch (...) {
-      f.set_exception(std::current_exception());
-      futures.push_back(std::move(f));
-      for (; it != end && n < chunksize; ++it, ++n) {
-      }
-      continue;
-    }
-    std::memcpy(task.frame.data() + 4 + 1 + 8, &n, sizeof n);  // the count
-    try {
-      detail::proc::end_frame(task.frame, 0);
-    } catch (...) {  // too large for one message: that chunk fails
-      f.set_exception(std::current_exception());
-      futures.push_back(std::move(f));
-      continue;
-    }
-    task.completer = detail::proc::chunk_completer<R>(f, n);
-    futures.push_back(std::move(f));
-    tasks.push_back(std::move(task));
-  }
+  auto [futures, tasks] = detail::proc::map_tasks<Star>(fn, std::forward<Range>(range), chunksize);
   core_->submit_all(std::move(tasks));
-  return ChunkedMapResult<V>(std::move(futures));
+  return ChunkedMapResult(std::move(futures));
 }
 
 }  // namespace kettle

@@ -253,6 +253,11 @@ void trampoline(const void* fnp, Reader& in, std::uint32_t count, std::string& o
 void write_error(Writer& w, std::exception_ptr e, int pid);
 std::exception_ptr read_error(Reader& r);
 
+// In a worker: runs one task or initializer frame's body (after its kind) and appends the
+// reply frame — result, or error (init_failed for an initializer) with this process's pid.
+// *running, if given, is set to the task's id before the call.
+void run_call(Reader& r, MessageKind kind, std::string& out, std::uint64_t* running = nullptr);
+
 // Starts a frame (its length is filled in by end_frame).
 inline std::size_t begin_frame(std::string& out, MessageKind kind) {
   std::size_t at = out.size();
