@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -15,6 +16,8 @@ using namespace std::chrono_literals;
 using kettle::Coro;
 
 namespace {
+
+int trivial(int i);
 
 Coro<int> child(int i) {
   co_await kettle::sleep(0);
@@ -37,6 +40,20 @@ Coro<> gather_100k() {
     if (round > 0) times.push_back(s);
   }
   bench::report("gather_100k", "ns_per_task", bench::median(times) * 1e9 / n);
+  // The other form: create_task for each, then gather(tasks).
+  times.clear();
+  for (int round = 0; round < bench::kRounds + 1; ++round) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<kettle::Task<int>> tasks;
+    tasks.reserve(n);
+    for (int i = 0; i < n; ++i)
+      tasks.push_back(kettle::create_task(child(i)));
+    std::vector<int> r = co_await kettle::gather(tasks);
+    double s = bench::seconds_since(t0);
+    if (r.size() != n || r[n - 1] != n - 1) std::abort();
+    if (round > 0) times.push_back(s);
+  }
+  bench::report("gather_100k", "ns_per_task_create_task", bench::median(times) * 1e9 / n);
 }
 
 // 2. one task doing 1 000 000 sleep(0).
@@ -100,6 +117,115 @@ Coro<> cancel_100k() {
     t.cancel();
   co_await kettle::gather(kettle::return_exceptions, tasks);
   bench::report("cancel_100k", "ns_per_task", bench::seconds_since(t0) * 1e9 / n);
+}
+
+// 4b. What cancelling costs against one bare C++ throw + catch, in the same process: a task
+// cancelled while asleep in its own body, and one asleep four Coro levels down (each level
+// adds one rethrow, and nothing more).
+[[gnu::noinline]] void throw_cancelled(int i) {
+  throw kettle::CancelledError(i < 0 ? "never" : "");
+}
+
+Coro<> sleep_at_depth(int depth) {
+  if (depth > 1)
+    co_await sleep_at_depth(depth - 1);
+  else
+    co_await kettle::sleep(3600s);
+}
+
+Coro<double> cancel_ns(int depth) {
+  constexpr int n = 20'000;
+  std::vector<kettle::Task<>> tasks;
+  tasks.reserve(n);
+  for (int i = 0; i < n; ++i)
+    tasks.push_back(kettle::create_task(sleep_at_depth(depth)));
+  co_await kettle::sleep(0);  // every task is asleep now
+  auto t0 = std::chrono::steady_clock::now();
+  for (auto& t : tasks)
+    t.cancel();
+  co_await kettle::gather(kettle::return_exceptions, tasks);
+  double s = bench::seconds_since(t0);
+  for (auto& t : tasks)
+    if (!t.cancelled()) std::abort();
+  co_return s * 1e9 / n;
+}
+
+Coro<> cancel_cost() {
+  constexpr int n = 20'000;
+  std::vector<double> thrown, depth1, depth4;
+  for (int round = 0; round < bench::kRounds; ++round) {
+    int caught = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+      try {
+        throw_cancelled(i);
+      } catch (const kettle::CancelledError&) {
+        ++caught;
+      }
+    }
+    thrown.push_back(bench::seconds_since(t0) * 1e9 / n);
+    if (caught != n) std::abort();
+    depth1.push_back(co_await cancel_ns(1));
+    depth4.push_back(co_await cancel_ns(4));
+  }
+  double d1 = bench::median(depth1), d4 = bench::median(depth4);
+  bench::report("cancel_cost", "ns_throw_catch", bench::median(thrown));
+  bench::report("cancel_cost", "ns_cancel", d1);
+  bench::report("cancel_cost", "ns_cancel_per_level", (d4 - d1) / 3);
+}
+
+// Memory per concept: RSS per pending Task (waiting on an Event), per task waiting in
+// Queue.get(), per pending ThreadPoolExecutor future (its worker busy). Sleeping tasks: see
+// sleep_100k. One concept per process, so that each starts from fresh memory.
+Coro<> mem_task() {
+  constexpr int n = 100'000;
+  kettle::Event ev;
+  auto waiter = [](kettle::Event& e) -> Coro<> { co_await e.wait(); };
+  long rss0 = bench::rss_bytes();
+  std::vector<kettle::Task<>> tasks;
+  tasks.reserve(n);
+  for (int i = 0; i < n; ++i)
+    tasks.push_back(kettle::create_task(waiter(ev)));
+  co_await kettle::sleep(0);  // every task waits now
+  bench::report("mem_task", "bytes_per_task", double(bench::rss_bytes() - rss0) / n);
+  ev.set();
+  co_await kettle::gather(tasks);
+}
+
+Coro<> mem_getter() {
+  constexpr int n = 100'000;
+  kettle::Queue<int> q;
+  auto getter = [](kettle::Queue<int>& q) -> Coro<int> { co_return co_await q.get(); };
+  long rss0 = bench::rss_bytes();
+  std::vector<kettle::Task<int>> tasks;
+  tasks.reserve(n);
+  for (int i = 0; i < n; ++i)
+    tasks.push_back(kettle::create_task(getter(q)));
+  co_await kettle::sleep(0);
+  bench::report("mem_getter", "bytes_per_getter", double(bench::rss_bytes() - rss0) / n);
+  for (int i = 0; i < n; ++i)
+    q.put_nowait(i);
+  co_await kettle::gather(tasks);
+}
+
+Coro<> mem_future() {
+  constexpr int n = 100'000;
+  kettle::ThreadPoolExecutor pool(1);
+  std::atomic<bool> go{false};
+  auto blocker = [](std::atomic<bool>* go) {
+    while (!go->load())
+      std::this_thread::sleep_for(1ms);
+    return 0;
+  };
+  std::vector<kettle::Future<int>> fs;
+  fs.reserve(n + 1);
+  fs.push_back(pool.submit(blocker, &go));
+  long rss0 = bench::rss_bytes();
+  for (int i = 0; i < n; ++i)
+    fs.push_back(pool.submit(trivial, i));
+  bench::report("mem_future", "bytes_per_future", double(bench::rss_bytes() - rss0) / n);
+  go = true;
+  co_await kettle::gather(fs);
 }
 
 Coro<int> ready_value(int i) {
@@ -525,6 +651,20 @@ Coro<> idle_10k() {
     c.second.close();
 }
 
+Coro<> nothing() {
+  co_return;
+}
+
+// A program that runs small kettle::run calls one after another: what a loop's start and
+// finish cost (no thread pool is made unless used).
+void run_startup() {
+  constexpr int n = 2000;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i)
+    kettle::run(nothing());
+  bench::report("run_startup", "us_per_run", bench::seconds_since(t0) * 1e6 / n);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -535,6 +675,11 @@ int main(int argc, char** argv) {
       {"switch_1m", switch_1m},
       {"sleep_100k", sleep_100k},
       {"cancel_100k", cancel_100k},
+      {"cancel_cost", cancel_cost},
+      {"run_startup", nullptr},
+      {"mem_task", mem_task},
+      {"mem_getter", mem_getter},
+      {"mem_future", mem_future},
       {"wait_for_ready", wait_for_ready},
       {"queue_1m", queue_1m},
       {"lock_handoff", lock_handoff},
@@ -555,5 +700,10 @@ int main(int argc, char** argv) {
       {"idle_10k", idle_10k},
       {"tls_pingpong", tls_pingpong},
   };
-  return bench::main(argc, argv, workloads, [](Workload w) { kettle::run(w()); });
+  return bench::main(argc, argv, workloads, [](Workload w) {
+    if (w)
+      kettle::run(w());
+    else
+      run_startup();
+  });
 }

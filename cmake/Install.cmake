@@ -15,6 +15,7 @@ install(TARGETS ${_kettle_targets} EXPORT kettleTargets
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/runtime/include/kettle
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.hpp")
 install(FILES ${PROJECT_BINARY_DIR}/runtime/generated/include/kettle/version.hpp
+              ${PROJECT_BINARY_DIR}/runtime/generated/include/kettle/config.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/kettle)
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 

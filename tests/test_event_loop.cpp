@@ -2,12 +2,15 @@
 // Names follow CPython's test_base_events.py / test_events.py where a test mirrors one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
+#include <random>
 #include <ratio>
 #include <stdexcept>
 #include <string>
@@ -559,4 +562,68 @@ TEST(EventLoop, test_odd_periods_saturate) {
   loop.call_later(third(2), [&] { loop.stop(); });
   loop.run_forever();
   EXPECT_EQ(fired, 1);
+}
+
+// The timer heap against a sorted model: pushes in deadline order (the sorted run), out of
+// order (the heap) and with equal deadlines, removals from both, pops as time advances.
+TEST(TimerHeap, MatchesASortedModel) {
+  using kettle::detail::TimerNode;
+  std::mt19937 rng(20261202);
+  kettle::detail::TimerHeap heap;
+  std::vector<TimerNode> nodes(500);
+  std::vector<long> order_of(nodes.size());
+  std::map<std::pair<std::int64_t, long>, TimerNode*> model;  // (deadline, push order)
+  long order = 0;
+  std::int64_t now = 0, last_in_order = 0;
+  std::size_t in_order = 0, out_of_order = 0;
+  for (int step = 0; step < 100'000; ++step) {
+    unsigned op = rng() % 10;
+    std::size_t i = rng() % nodes.size();
+    TimerNode& n = nodes[i];
+    if (op < 5) {
+      if (n.armed()) continue;
+      if (op < 3) {  // in deadline order, sometimes equal to the last
+        last_in_order = std::max(last_in_order, now) + (rng() % 3) * 100;
+        n.when = last_in_order;
+        ++in_order;
+      } else {  // anywhere from now on, coarse so that deadlines tie
+        n.when = now + (rng() % 20) * 100;
+        ++out_of_order;
+      }
+      heap.push(&n);
+      order_of[i] = order++;
+      model[{n.when, order_of[i]}] = &n;
+    } else if (op < 7) {
+      if (!n.armed()) continue;
+      heap.remove(&n);
+      EXPECT_FALSE(n.armed());
+      model.erase({n.when, order_of[i]});
+    } else {
+      now += (rng() % 4) * 100;
+      std::vector<TimerNode*> got, want;
+      heap.pop_due(now, [&](TimerNode* t) {
+        EXPECT_FALSE(t->armed());
+        got.push_back(t);
+      });
+      while (!model.empty() && model.begin()->first.first <= now) {
+        want.push_back(model.begin()->second);
+        model.erase(model.begin());
+      }
+      ASSERT_EQ(got, want) << "step " << step;
+    }
+    ASSERT_EQ(heap.size(), model.size());
+    ASSERT_EQ(heap.empty(), model.empty());
+    if (!model.empty()) {
+      ASSERT_EQ(heap.next_deadline(), model.begin()->first.first);
+    }
+  }
+  EXPECT_GT(in_order, 10'000u);
+  EXPECT_GT(out_of_order, 10'000u);
+  std::size_t cleared = 0;
+  heap.clear([&](TimerNode* t) {
+    EXPECT_FALSE(t->armed());
+    ++cleared;
+  });
+  EXPECT_EQ(cleared, model.size());
+  EXPECT_TRUE(heap.empty());
 }

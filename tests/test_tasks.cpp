@@ -2,7 +2,11 @@
 // Names follow CPython's test_tasks.py where a test mirrors one.
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+#include <unwind.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -1357,5 +1361,44 @@ TEST(Wait, test_wait_futures_first_completed) {
     w.cancel();
     EXPECT_THROW(co_await w, kettle::CancelledError);
     EXPECT_FALSE(never.done());
+  }());
+}
+
+// Every exception raised in this process, thrown or rethrown (throw and
+// std::rethrow_exception both go through the unwinder's _Unwind_RaiseException, which this
+// program interposes to count them).
+namespace {
+std::atomic<long> raises{0};
+
+Coro<> sleep_at_depth(int depth) {
+  if (depth > 1)
+    co_await sleep_at_depth(depth - 1);
+  else
+    co_await kettle::sleep(3600s);
+}
+}  // namespace
+
+extern "C" _Unwind_Reason_Code _Unwind_RaiseException(_Unwind_Exception* e) {
+  using Fn = _Unwind_Reason_Code (*)(_Unwind_Exception*);
+  static const Fn real = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "_Unwind_RaiseException"));
+  raises.fetch_add(1, std::memory_order_relaxed);
+  return real(e);
+}
+
+// Cancellation costs one exception per coroutine level between the task and what it awaits
+// (each level rethrows once to its awaiter), and nothing more: cancel(), waking the task and
+// settling it raise nothing.
+TEST(TaskCancel, CancelRaisesOncePerCoroutineLevel) {
+  kettle::run([]() -> Coro<> {
+    for (int depth : {1, 2, 5}) {
+      Task<> t = kettle::create_task(sleep_at_depth(depth));
+      co_await kettle::sleep(0);  // asleep now
+      long before = raises.load();
+      t.cancel();
+      while (!t.done())
+        co_await kettle::sleep(0);
+      EXPECT_EQ(raises.load() - before, depth) << "depth " << depth;
+      EXPECT_TRUE(t.cancelled());
+    }
   }());
 }

@@ -62,6 +62,23 @@ void gather_100k() {
   bench::report("gather_100k", "ns_per_task", bench::median(times) * 1e9 / n);
 }
 
+// A program that runs small io_contexts one after another, each running one coroutine that
+// returns at once: what starting and finishing a loop costs.
+asio::awaitable<void> nothing() {
+  co_return;
+}
+
+void run_startup() {
+  constexpr int n = 2000;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    asio::io_context io(1);
+    asio::co_spawn(io, nothing(), asio::detached);
+    io.run();
+  }
+  bench::report("run_startup", "us_per_run", bench::seconds_since(t0) * 1e6 / n);
+}
+
 // 2. one coroutine doing 1 000 000 co_await asio::post(ex, use_awaitable).
 void sleep0_1m() {
   constexpr int n = 1'000'000;
@@ -324,7 +341,7 @@ int main(int argc, char** argv) {
       {"switch_1m", switch_1m},       {"sleep_100k", sleep_100k},
       {"tcp_pingpong", tcp_pingpong}, {"tcp_pingpong_100", tcp_pingpong_100},
       {"tcp_bulk", tcp_bulk},         {"spawn_1k", spawn_1k},
-      {"readline_1m", readline_1m},
+      {"readline_1m", readline_1m},   {"run_startup", run_startup},
   };
   return bench::main(argc, argv, workloads, [](Workload w) { w(); });
 }

@@ -41,6 +41,17 @@ async def gather_100k():
         if rnd > 0:
             times.append(s)
     report("gather_100k", "ns_per_task", statistics.median(times) * 1e9 / n)
+    # The other form: create_task for each, then gather(tasks).
+    times = []
+    for rnd in range(ROUNDS + 1):
+        t0 = time.perf_counter()
+        tasks = [asyncio.create_task(child(i)) for i in range(n)]
+        r = await asyncio.gather(*tasks)
+        s = time.perf_counter() - t0
+        assert len(r) == n and r[-1] == n - 1
+        if rnd > 0:
+            times.append(s)
+    report("gather_100k", "ns_per_task_create_task", statistics.median(times) * 1e9 / n)
 
 
 async def sleep0_1m():
@@ -93,6 +104,105 @@ async def cancel_100k():
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     report("cancel_100k", "ns_per_task", (time.perf_counter() - t0) * 1e9 / n)
+
+
+def raise_cancelled(i):
+    raise asyncio.CancelledError("never" if i < 0 else "")
+
+
+async def sleep_at_depth(depth):
+    if depth > 1:
+        await sleep_at_depth(depth - 1)
+    else:
+        await asyncio.sleep(3600)
+
+
+async def cancel_ns(depth):
+    n = 20_000
+    tasks = [asyncio.create_task(sleep_at_depth(depth)) for _ in range(n)]
+    await asyncio.sleep(0)
+    t0 = time.perf_counter()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    s = time.perf_counter() - t0
+    assert all(t.cancelled() for t in tasks)
+    return s * 1e9 / n
+
+
+async def cancel_cost():
+    n = 20_000
+    thrown, depth1, depth4 = [], [], []
+    for _ in range(3):
+        caught = 0
+        t0 = time.perf_counter()
+        for i in range(n):
+            try:
+                raise_cancelled(i)
+            except asyncio.CancelledError:
+                caught += 1
+        thrown.append((time.perf_counter() - t0) * 1e9 / n)
+        assert caught == n
+        depth1.append(await cancel_ns(1))
+        depth4.append(await cancel_ns(4))
+    d1, d4 = statistics.median(depth1), statistics.median(depth4)
+    report("cancel_cost", "ns_throw_catch", statistics.median(thrown))
+    report("cancel_cost", "ns_cancel", d1)
+    report("cancel_cost", "ns_cancel_per_level", (d4 - d1) / 3)
+
+
+async def mem_task():
+    n = 100_000
+    ev = asyncio.Event()
+    rss0 = rss_bytes()
+    tasks = [asyncio.create_task(ev.wait()) for _ in range(n)]
+    await asyncio.sleep(0)
+    report("mem_task", "bytes_per_task", (rss_bytes() - rss0) / n)
+    ev.set()
+    await asyncio.gather(*tasks)
+
+
+async def getter(q):
+    return await q.get()
+
+
+async def mem_getter():
+    n = 100_000
+    q = asyncio.Queue()
+    rss0 = rss_bytes()
+    tasks = [asyncio.create_task(getter(q)) for _ in range(n)]
+    await asyncio.sleep(0)
+    report("mem_getter", "bytes_per_getter", (rss_bytes() - rss0) / n)
+    for i in range(n):
+        q.put_nowait(i)
+    await asyncio.gather(*tasks)
+
+
+async def mem_future():
+    import concurrent.futures
+    import threading
+    n = 100_000
+    go = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        fs = [pool.submit(go.wait)]
+        rss0 = rss_bytes()
+        fs += [pool.submit(trivial, i) for i in range(n)]
+        report("mem_future", "bytes_per_future", (rss_bytes() - rss0) / n)
+        go.set()
+        for f in fs:
+            f.result()
+
+
+async def nothing():
+    pass
+
+
+def run_startup():
+    n = 2000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        asyncio.run(nothing())
+    report("run_startup", "us_per_run", (time.perf_counter() - t0) * 1e6 / n)
 
 
 async def ready_value(i):
@@ -455,7 +565,8 @@ WORKLOADS = {"spawn_1k": spawn_1k, "communicate_100m": communicate_100m,
              "proc_startup": proc_startup, "proc_cpu": proc_cpu,
              "tcp_pingpong": tcp_pingpong, "tcp_pingpong_100": tcp_pingpong_100,
              "tcp_bulk": tcp_bulk, "readline_1m": readline_1m, "idle_10k": idle_10k,
-             "tls_pingpong": tls_pingpong}
+             "tls_pingpong": tls_pingpong, "cancel_cost": cancel_cost, "mem_task": mem_task,
+             "mem_getter": mem_getter, "mem_future": mem_future, "run_startup": None}
 
 
 def main(argv):
@@ -467,7 +578,10 @@ def main(argv):
         if name not in WORKLOADS:
             print(f"no workload named {name} here", file=sys.stderr)
             sys.exit(3)
-        asyncio.run(WORKLOADS[name]())
+        if WORKLOADS[name] is None:
+            run_startup()  # runs asyncio.run itself
+        else:
+            asyncio.run(WORKLOADS[name]())
 
 
 if __name__ == "__main__":

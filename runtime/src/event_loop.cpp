@@ -216,6 +216,7 @@ void EventLoop::run_once() {
     if (timeout != 0) {
       ready.trim();  // idle: give back what a burst of tasks made the queues grow to
       timers.trim();
+      detail::trim_frame_cache();
       // One handler (what woke us). No poll after it: that would cost an epoll_wait per
       // wake-up; other completions run in the next iterations, each one without a syscall.
       wait_io(timeout);
@@ -223,9 +224,9 @@ void EventLoop::run_once() {
       poll_io();
     }
     core_.io_tick = 0;
+    core_.last_io_ns = detail::now_ns();
     if (core_.inbox_pending()) core_.inbox_take(to_ready);
-  } else if (++core_.io_tick >= detail::LoopCore::kIoInterval) {
-    core_.io_tick = 0;
+  } else if (core_.io_poll_due()) {
     poll_io();
   }
   if (!timers.empty()) {

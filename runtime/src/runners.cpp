@@ -1,12 +1,12 @@
 #include "kettle/runners.hpp"
 
 #include <signal.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <iostream>
 
 #include "interrupts.hpp"
+#include "unix_events.hpp"
 
 namespace kettle::detail {
 
@@ -48,7 +48,7 @@ void prepare_run(EventLoop& loop, RunOptions& options) {
   if (options.debug) loop.set_debug(*options.debug);
   if (options.exception_handler) loop.set_exception_handler(std::move(options.exception_handler));
   int dump_on = options.dump_tasks_on.value_or(0);
-  if (!options.dump_tasks_on && loop.get_debug() && ::syscall(SYS_gettid) == ::getpid()) {
+  if (!options.dump_tasks_on && loop.get_debug() && on_main_thread()) {
     struct sigaction sa {};
     if (::sigaction(SIGUSR1, nullptr, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
         sa.sa_handler == SIG_DFL)
@@ -105,7 +105,7 @@ void finish_run(EventLoop& loop) noexcept {
 
 Interrupts::Interrupts(EventLoop& loop, TaskRef main, const RunOptions& options)
     : loop_(loop), main_(std::move(main)) {
-  if (::syscall(SYS_gettid) != ::getpid()) return;  // not the main thread: left alone
+  if (!on_main_thread()) return;  // not the main thread: left alone
   const int sigs[2] = {SIGINT, options.handle_sigterm ? SIGTERM : 0};
   for (int i = 0; i < 2; ++i) {
     struct sigaction sa {};

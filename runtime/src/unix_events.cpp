@@ -1,4 +1,5 @@
 // EventLoop::add_signal_handler / remove_signal_handler, as asyncio's unix_events.
+#include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -17,9 +18,7 @@ namespace {
 
 std::atomic<std::uint64_t> next_tag{1};
 
-bool on_main_thread() noexcept {
-  return ::syscall(SYS_gettid) == ::getpid();
-}
+thread_local signed char main_thread_cache = -1;  // -1: not asked yet on this thread
 
 void check_signal(int sig) {
   if (sig < 1 || sig >= NSIG)
@@ -44,12 +43,21 @@ void arm(EventLoop& loop, detail::SignalHandlers& s) {
 
 }  // namespace
 
+bool detail::on_main_thread() noexcept {
+  // The thread that forks is the child's main thread: its answer is asked again there.
+  static const bool registered =
+      ::pthread_atfork(nullptr, nullptr, [] { main_thread_cache = -1; }) == 0;
+  (void)registered;
+  if (main_thread_cache < 0) main_thread_cache = ::syscall(SYS_gettid) == ::getpid() ? 1 : 0;
+  return main_thread_cache == 1;
+}
+
 void EventLoop::add_signal_handler(int sig, std::function<void()> fn) {
   check_open();
   check_thread();
   check_signal(sig);
   if (!fn) throw ValueError("add_signal_handler(): the handler is empty");
-  if (!on_main_thread())
+  if (!detail::on_main_thread())
     throw RuntimeError("add_signal_handler() only works on the main thread's loop");
   if (sig == SIGKILL || sig == SIGSTOP)
     throw RuntimeError("sig " + std::to_string(sig) + " cannot be caught");
@@ -75,7 +83,7 @@ void EventLoop::add_signal_handler(int sig, std::function<void()> fn) {
 bool EventLoop::remove_signal_handler(int sig) {
   check_thread();
   check_signal(sig);
-  if (!on_main_thread())
+  if (!detail::on_main_thread())
     throw RuntimeError("remove_signal_handler() only works on the main thread's loop");
   if (!signals_ || signals_->handlers.erase(sig) == 0) return false;
   // The pending wait stays: cancelling it could leave a delivery already queued and a new

@@ -10,6 +10,10 @@
 
 namespace kettle::detail {
 
+// Whether this thread is the process's main thread (the one signal handlers belong to).
+// Asked once per thread (two system calls), and again in a forked child.
+bool on_main_thread() noexcept;
+
 struct SignalHandlers {
   explicit SignalHandlers(asio::io_context& io) : set(io) {}
   struct Entry {

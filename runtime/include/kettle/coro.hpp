@@ -33,6 +33,7 @@
 #include <typeinfo>
 #include <utility>
 
+#include "kettle/detail/frame_allocator.hpp"
 #include "kettle/exceptions.hpp"
 
 namespace kettle {
@@ -197,6 +198,10 @@ class CoroPromiseBase {
   CoroPromiseBase& operator=(const CoroPromiseBase&) = delete;
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
+
+  // Frames come from this thread's free lists (frame_allocator.hpp).
+  static void* operator new(std::size_t n) { return frame_alloc(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
 
   // Every co_await records where it is and what it awaits, for call graphs (graph.hpp).
   // The awaitable is not moved: an awaiter is used through a reference (g++ 12 would copy

@@ -1,10 +1,15 @@
-// Internal: the loop's timers, a 4-ary min-heap ordered by (deadline, sequence number).
+// Internal: the loop's timers, a sorted run plus a 4-ary min-heap, ordered by (deadline,
+// sequence number).
 //
-// Entries keep their deadline inline (16 bytes: four children share a cache line) so that
-// sifting compares contiguous memory; each node remembers its position, so that a
-// cancelled timer (a cancelled sleep, a cancelled call_later handle) leaves the heap at
-// once instead of waiting to expire. Equal deadlines fire in the order they were
-// scheduled, thanks to a sequence number kept in the node and read only on ties.
+// Most timers are scheduled in deadline order (many sleeps or timeouts of one duration): a
+// timer whose deadline is not before the last one appended goes to the end of the sorted
+// run, an intrusive doubly-linked list, and leaves from its head, touching no other timer.
+// The others go to the heap. Heap entries keep their deadline inline (16 bytes: four
+// children share a cache line) so that sifting compares contiguous memory; each node
+// remembers where it is, so that a cancelled timer (a cancelled sleep, a cancelled
+// call_later handle, a timeout that did not fire) leaves at once instead of waiting to
+// expire. Equal deadlines fire in the order they were scheduled, thanks to a sequence
+// number kept in the node and read only on ties.
 #pragma once
 
 #include "kettle/detail/requires_cxx20.hpp"
@@ -22,8 +27,9 @@ namespace kettle::detail {
 struct TimerNode {
   static constexpr std::uint32_t npos = std::numeric_limits<std::uint32_t>::max();
   static constexpr std::uint32_t cancelled = npos - 1;  // an owner's mark, not armed either
+  static constexpr std::uint32_t in_run = npos - 2;     // armed, in the sorted run
   std::int64_t when = 0;                                // steady_clock nanoseconds
-  std::uint32_t index = npos;  // position in the heap; npos (or cancelled) when not armed
+  std::uint32_t index = npos;  // heap position, in_run, or npos (or cancelled): not armed
   std::uint32_t seq = 0;       // scheduling order, for equal deadlines (wraps harmlessly)
 
   bool armed() const noexcept { return index < cancelled; }
@@ -41,17 +47,34 @@ struct TimerNode {
   bool fires_inline() const noexcept { return target_ & 1u; }
 
  private:
+  friend class TimerHeap;
   std::uintptr_t target_ = 0;  // a Runnable*, tagged in its low bit when it fires inline
+  TimerNode* prev_ = nullptr;  // neighbours in the sorted run
+  TimerNode* next_ = nullptr;
 };
 
 class TimerHeap {
  public:
-  bool empty() const noexcept { return heap_.empty(); }
-  std::size_t size() const noexcept { return heap_.size(); }
-  std::int64_t next_deadline() const noexcept { return heap_.front().when; }
+  bool empty() const noexcept { return heap_.empty() && !head_; }
+  std::size_t size() const noexcept { return heap_.size() + run_size_; }
+  std::int64_t next_deadline() const noexcept {
+    if (!head_) return heap_.front().when;
+    if (heap_.empty() || head_->when < heap_.front().when) return head_->when;
+    return heap_.front().when;
+  }
 
   void push(TimerNode* n) {
-    if (heap_.size() >= TimerNode::cancelled) throw std::length_error("kettle: too many timers");
+    if (!tail_ || n->when >= tail_->when) {
+      n->seq = seq_++;
+      n->index = TimerNode::in_run;
+      n->prev_ = tail_;
+      n->next_ = nullptr;
+      (tail_ ? tail_->next_ : head_) = n;
+      tail_ = n;
+      ++run_size_;
+      return;
+    }
+    if (heap_.size() >= TimerNode::in_run) throw std::length_error("kettle: too many timers");
     n->seq = seq_++;
     Entry e{n->when, n};
     heap_.push_back(e);
@@ -59,6 +82,10 @@ class TimerHeap {
   }
 
   void remove(TimerNode* n) noexcept {
+    if (n->index == TimerNode::in_run) {
+      unlink(n);
+      return;
+    }
     std::size_t i = n->index;
     n->index = TimerNode::npos;
     Entry last = heap_.back();
@@ -70,15 +97,24 @@ class TimerHeap {
       sift_down(i, last);
   }
 
-  // Pops every timer due at `now`, in deadline order, handing each node to f.
+  // Pops every timer due at `now`, in (deadline, scheduling) order, handing each node to f.
   template <class F>
   void pop_due(std::int64_t now, F&& f) {
-    while (!heap_.empty() && heap_.front().when <= now) {
-      TimerNode* n = heap_.front().node;
-      n->index = TimerNode::npos;
-      Entry last = heap_.back();
-      heap_.pop_back();
-      if (!heap_.empty()) sift_down(0, last);
+    for (;;) {
+      TimerNode* n;
+      if (head_ && (heap_.empty() || run_first(*head_, heap_.front()))) {
+        if (head_->when > now) return;
+        n = head_;
+        unlink(n);
+      } else if (!heap_.empty() && heap_.front().when <= now) {
+        n = heap_.front().node;
+        n->index = TimerNode::npos;
+        Entry last = heap_.back();
+        heap_.pop_back();
+        if (!heap_.empty()) sift_down(0, last);
+      } else {
+        return;
+      }
       f(n);
     }
   }
@@ -91,6 +127,10 @@ class TimerHeap {
   // Disarms every timer without firing it, handing each node to f (the loop is closing).
   template <class F>
   void clear(F&& f) {
+    while (TimerNode* n = head_) {
+      unlink(n);
+      f(n);
+    }
     for (Entry& e : heap_) {
       e.node->index = TimerNode::npos;
       f(e.node);
@@ -108,6 +148,19 @@ class TimerHeap {
   static bool less(const Entry& a, const Entry& b) noexcept {
     if (a.when != b.when) return a.when < b.when;
     return static_cast<std::int32_t>(a.node->seq - b.node->seq) < 0;
+  }
+  // Whether the run's head fires before the heap's top.
+  static bool run_first(const TimerNode& r, const Entry& h) noexcept {
+    if (r.when != h.when) return r.when < h.when;
+    return static_cast<std::int32_t>(r.seq - h.node->seq) < 0;
+  }
+
+  void unlink(TimerNode* n) noexcept {
+    (n->prev_ ? n->prev_->next_ : head_) = n->next_;
+    (n->next_ ? n->next_->prev_ : tail_) = n->prev_;
+    n->prev_ = n->next_ = nullptr;
+    n->index = TimerNode::npos;
+    --run_size_;
   }
 
   void place(std::size_t i, const Entry& e) noexcept {
@@ -142,6 +195,9 @@ class TimerHeap {
   }
 
   std::vector<Entry> heap_;
+  TimerNode* head_ = nullptr;  // the sorted run, earliest first
+  TimerNode* tail_ = nullptr;
+  std::size_t run_size_ = 0;
   std::uint32_t seq_ = 0;
 };
 
