@@ -575,7 +575,7 @@ TEST(TimerHeap, MatchesASortedModel) {
   std::map<std::pair<std::int64_t, long>, TimerNode*> model;  // (deadline, push order)
   long order = 0;
   std::int64_t now = 0, last_in_order = 0;
-  std::size_t in_order = 0, out_of_order = 0;
+  std::size_t in_order = 0, out_of_order = 0, to_run = 0, to_heap = 0;
   for (int step = 0; step < 100'000; ++step) {
     unsigned op = rng() % 10;
     std::size_t i = rng() % nodes.size();
@@ -590,7 +590,9 @@ TEST(TimerHeap, MatchesASortedModel) {
         n.when = now + (rng() % 20) * 100;
         ++out_of_order;
       }
+      std::size_t run_before = heap.run_size();
       heap.push(&n);
+      (heap.run_size() > run_before ? to_run : to_heap) += 1;
       order_of[i] = order++;
       model[{n.when, order_of[i]}] = &n;
     } else if (op < 7) {
@@ -619,11 +621,42 @@ TEST(TimerHeap, MatchesASortedModel) {
   }
   EXPECT_GT(in_order, 10'000u);
   EXPECT_GT(out_of_order, 10'000u);
+  EXPECT_GT(to_run, 10'000u);  // both parts of the structure were exercised
+  EXPECT_GT(to_heap, 5'000u);
   std::size_t cleared = 0;
   heap.clear([&](TimerNode* t) {
     EXPECT_FALSE(t->armed());
     ++cleared;
   });
   EXPECT_EQ(cleared, model.size());
+  EXPECT_TRUE(heap.empty());
+}
+
+// What fires may remove and add timers (a timeout cancels a task whose sleep leaves the
+// sorted run; a poller re-arms itself): the pop sees the change.
+TEST(TimerHeap, FiringMayRemoveAndPushTimers) {
+  using kettle::detail::TimerNode;
+  kettle::detail::TimerHeap heap;
+  TimerNode a, b, c, d, late;
+  a.when = 10;
+  b.when = 20;
+  c.when = 30;
+  late.when = 5;  // out of order: into the heap
+  heap.push(&a);
+  heap.push(&b);
+  heap.push(&c);
+  heap.push(&late);
+  EXPECT_EQ(heap.run_size(), 3u);
+  std::vector<TimerNode*> fired;
+  heap.pop_due(100, [&](TimerNode* n) {
+    fired.push_back(n);
+    if (n == &a) {
+      heap.remove(&b);  // the run's next head goes
+      d.when = 25;      // and a timer already due comes in
+      heap.push(&d);
+    }
+  });
+  EXPECT_EQ(fired, (std::vector<TimerNode*>{&late, &a, &d, &c}));
+  EXPECT_FALSE(b.armed());
   EXPECT_TRUE(heap.empty());
 }

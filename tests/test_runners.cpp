@@ -2,11 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <kettle/kettle.hpp>
+
+#include "helpers.hpp"
 
 using namespace std::chrono_literals;
 using kettle::Coro;
@@ -113,6 +116,33 @@ TEST(Runners, test_asyncio_run_closes_loop) {
   EXPECT_THROW(kettle::get_running_loop(), kettle::RuntimeError);
   // Runs again on a new loop.
   kettle::run(main_());
+}
+
+// A small run starts no thread (the default executor is made on first use) and leaves no
+// descriptor open.
+TEST(Runners, RunStartsNoThreadItDoesNotUse) {
+  auto threads = [] {
+    std::size_t n = 0;
+    for (auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+      (void)e;
+      ++n;
+    }
+    return n;
+  };
+  std::size_t threads_before = threads(), fds_before = open_fds();
+  std::size_t threads_inside = 0;
+  kettle::run([](std::size_t& inside, auto count) -> Coro<> {
+    co_await kettle::sleep(0.001);
+    inside = count();
+  }(threads_inside, threads));
+  EXPECT_EQ(threads_inside, threads_before);
+  EXPECT_EQ(threads(), threads_before);
+  EXPECT_EQ(open_fds(), fds_before);
+  // The first to_thread makes the pool, and run() joins it.
+  int r =
+      kettle::run([]() -> Coro<int> { co_return co_await kettle::to_thread([] { return 7; }); }());
+  EXPECT_EQ(r, 7);
+  EXPECT_EQ(threads(), threads_before);
 }
 
 TEST(Runners, test_asyncio_run_main_exception_still_cleans_up) {

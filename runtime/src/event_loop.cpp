@@ -182,8 +182,10 @@ void EventLoop::run_forever() {
       loop.running_ = true;
       loop.thread_ = std::this_thread::get_id();
       detail::tls_loop = &loop.core_;
+      detail::frame_cache_loop_running(true);
     }
     ~Running() {
+      detail::frame_cache_loop_running(false);
       detail::tls_loop = nullptr;
       loop.running_ = false;
       loop.core_.stopping = false;

@@ -1,18 +1,27 @@
 #include "kettle/detail/frame_allocator.hpp"
 
+#include <atomic>
+
 namespace kettle::detail {
 
-#if KETTLE_FRAME_ALLOCATOR
 namespace {
 
-void release_until(FrameCache& cache, std::size_t keep) noexcept {
-  for (std::size_t c = kFrameClasses; c-- > 0 && cache.bytes > keep;) {
+std::atomic<std::size_t> live_caches{0};
+
+#if KETTLE_DETAIL_FRAME_LISTS
+// How much one trim gives back: a loop about to wait does not free a whole burst at once.
+constexpr std::size_t kTrimStep = std::size_t(4) << 20;
+
+void release_until(FrameCache& cache, std::size_t keep, std::size_t at_most) noexcept {
+  std::size_t released = 0;
+  for (std::size_t c = kFrameClasses; c-- > 0 && cache.bytes > keep && released < at_most;) {
     const std::size_t size = (c + 1) * kFrameGranule;
     while (FreeFrame* f = cache.head[c]) {
-      if (cache.bytes <= keep) break;
+      if (cache.bytes <= keep || released >= at_most) break;
       cache.head[c] = f->next;
       cache.bytes -= size;
-      ::operator delete(f, size);
+      released += size;
+      free_block(f, size);
     }
   }
 }
@@ -21,50 +30,63 @@ void release_until(FrameCache& cache, std::size_t keep) noexcept {
 // thread's exit (by other thread_local destructors) go straight to the global allocator.
 struct CacheOwner {
   FrameCache cache{};
+  CacheOwner() noexcept {
+    cache.limit = kIdleBytes;
+    live_caches.fetch_add(1, std::memory_order_relaxed);
+  }
   ~CacheOwner() {
     tls_frame_cache = nullptr;
     gone = true;
-    release_until(cache, 0);
+    release_until(cache, 0, static_cast<std::size_t>(-1));
+    live_caches.fetch_sub(1, std::memory_order_relaxed);
   }
   static thread_local bool gone;
 };
 thread_local bool CacheOwner::gone = false;
 
 FrameCache* this_thread_cache() noexcept {
-  if (tls_frame_cache || CacheOwner::gone) return tls_frame_cache;
-  try {
+  if (!tls_frame_cache && !CacheOwner::gone) {
     static thread_local CacheOwner owner;  // registers the destructor on first use
     tls_frame_cache = &owner.cache;
-  } catch (...) {  // no memory for the registration: this thread goes without lists
   }
   return tls_frame_cache;
 }
+#endif
 
 }  // namespace
 
+#if KETTLE_DETAIL_FRAME_LISTS
 void* frame_alloc_slow(std::size_t n) {
-  if (n <= kMaxPooledFrame) this_thread_cache();  // so that the frame can come back here
+  // A thread that allocates frames gets lists, so that its frames can come back to it.
+  if (n <= kMaxPooledFrame) this_thread_cache();
   return ::operator new(frame_block_size(n));
 }
 
 void frame_free_slow(void* p, std::size_t n) noexcept {
-  if (n <= kMaxPooledFrame) {
-    FrameCache* cache = this_thread_cache();
+  // Only a thread that has lists keeps a frame; one that never allocated frames (or is
+  // exiting) gives it back to the global allocator.
+  FrameCache* cache = tls_frame_cache;
+  if (cache && n <= kMaxPooledFrame) {
     const std::size_t c = frame_class(n), size = (c + 1) * kFrameGranule;
-    if (cache && cache->bytes + size <= kCacheBytes) {
-      auto* f = static_cast<FreeFrame*>(p);
-      f->next = cache->head[c];
-      cache->head[c] = f;
+    if (cache->bytes + size <= cache->limit) {
+      cache->head[c] = ::new (p) FreeFrame{cache->head[c]};
       cache->bytes += size;
       return;
     }
   }
-  ::operator delete(p, frame_block_size(n));
+  free_block(p, frame_block_size(n));
 }
 
 void trim_frame_cache() noexcept {
   if (FrameCache* cache = tls_frame_cache; cache && cache->bytes > kIdleBytes)
-    release_until(*cache, kIdleBytes);
+    release_until(*cache, kIdleBytes, kTrimStep);
+}
+
+void frame_cache_loop_running(bool running) noexcept {
+  FrameCache* cache = running ? this_thread_cache() : tls_frame_cache;
+  if (!cache) return;
+  cache->limit = running ? kCacheBytes : kIdleBytes;
+  if (!running) release_until(*cache, kIdleBytes, static_cast<std::size_t>(-1));
 }
 
 std::size_t frame_cache_bytes() noexcept {
@@ -75,12 +97,17 @@ void* frame_alloc_slow(std::size_t n) {
   return ::operator new(frame_block_size(n));
 }
 void frame_free_slow(void* p, std::size_t n) noexcept {
-  ::operator delete(p, frame_block_size(n));
+  free_block(p, frame_block_size(n));
 }
 void trim_frame_cache() noexcept {}
+void frame_cache_loop_running(bool) noexcept {}
 std::size_t frame_cache_bytes() noexcept {
   return 0;
 }
 #endif
+
+std::size_t frame_cache_threads() noexcept {
+  return live_caches.load(std::memory_order_relaxed);
+}
 
 }  // namespace kettle::detail

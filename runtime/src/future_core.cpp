@@ -41,7 +41,7 @@ void FutureCore::destroy() noexcept {
 
 void FutureCore::report_if_never_retrieved() noexcept {
   if (state_ != State::finished || retrieved_ || exc_is_cancel_) return;
-  std::exception_ptr e = exception_slot();
+  const std::exception_ptr& e = exception_slot();  // no copy (a call) for a value
   if (!e) return;
   ExceptionContext ctx{never_retrieved_message(), e, {}};
   try {

@@ -106,9 +106,10 @@ class LoopCore {
   void schedule(Runnable* r) { ready.push(r); }
 
   // While tasks are ready, the io_context is polled once every this many iterations (tokio
-  // uses 61 for the same reason), unless the last poll is less than kIoGapNs old: a busy
-  // loop still sees I/O within 61 steps or 20 µs, whichever is later, without paying an
-  // epoll_wait (about a microsecond) every few hundred nanoseconds of short steps.
+  // uses 61 for the same reason; an iteration runs the whole batch that is ready), unless
+  // the last poll is less than kIoGapNs old: a busy loop still sees I/O within 61
+  // iterations or 20 µs, whichever comes later, without paying an epoll_wait (about a
+  // microsecond) every few hundred nanoseconds of short steps.
   static constexpr unsigned kIoInterval = 61;
   static constexpr std::int64_t kIoGapNs = 20'000;
 
@@ -219,7 +220,8 @@ class LoopCore {
 
 // The loop running on this thread, if any. Read at every step: initial-exec keeps it one
 // load in position-independent code too (a shared libkettle), instead of a __tls_get_addr
-// call; its 8 bytes fit the static TLS that glibc reserves even for a dlopen()ed library.
+// call; with the frame allocator's list pointer (frame_allocator.hpp) kettle takes 16 bytes
+// of static TLS, which fits what glibc reserves even for a dlopen()ed library.
 [[gnu::tls_model("initial-exec")]] inline constinit thread_local LoopCore* tls_loop = nullptr;
 
 }  // namespace kettle::detail

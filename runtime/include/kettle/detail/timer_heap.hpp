@@ -57,6 +57,7 @@ class TimerHeap {
  public:
   bool empty() const noexcept { return heap_.empty() && !head_; }
   std::size_t size() const noexcept { return heap_.size() + run_size_; }
+  std::size_t run_size() const noexcept { return run_size_; }  // of size(), in the sorted run
   std::int64_t next_deadline() const noexcept {
     if (!head_) return heap_.front().when;
     if (heap_.empty() || head_->when < heap_.front().when) return head_->when;
