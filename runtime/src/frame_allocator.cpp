@@ -15,7 +15,7 @@ constexpr std::size_t kTrimStep = std::size_t(4) << 20;
 void release_until(FrameCache& cache, std::size_t keep, std::size_t at_most) noexcept {
   std::size_t released = 0;
   for (std::size_t c = kFrameClasses; c-- > 0 && cache.bytes > keep && released < at_most;) {
-    const std::size_t size = (c + 1) * kFrameGranule;
+    const std::size_t size = class_size(c);
     while (FreeFrame* f = cache.head[c]) {
       if (cache.bytes <= keep || released >= at_most) break;
       cache.head[c] = f->next;
@@ -67,7 +67,7 @@ void frame_free_slow(void* p, std::size_t n) noexcept {
   // exiting) gives it back to the global allocator.
   FrameCache* cache = tls_frame_cache;
   if (cache && n <= kMaxPooledFrame) {
-    const std::size_t c = frame_class(n), size = (c + 1) * kFrameGranule;
+    const std::size_t c = frame_class(n), size = class_size(c);
     if (cache->bytes + size <= cache->limit) {
       cache->head[c] = ::new (p) FreeFrame{cache->head[c]};
       cache->bytes += size;

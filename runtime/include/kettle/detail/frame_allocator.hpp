@@ -43,19 +43,25 @@ namespace kettle::detail {
 // Whether this translation unit takes frames from the free lists.
 inline constexpr bool kFrameListsOn = KETTLE_DETAIL_FRAME_LISTS;
 
-inline constexpr std::size_t kFrameGranule = 16;
 inline constexpr std::size_t kMaxPooledFrame = 1024;
-inline constexpr std::size_t kFrameClasses = kMaxPooledFrame / kFrameGranule;
 inline constexpr std::size_t kCacheBytes = std::size_t(32) << 20;
 inline constexpr std::size_t kIdleBytes = std::size_t(256) << 10;
 
+// Size classes are 16 bytes apart and 8 short of a multiple of 16 (8, 24, 40, ...): what a
+// malloc chunk of that multiple holds (glibc keeps 8 bytes of each 16-aligned chunk), so that
+// rounding a frame up to its class costs no memory.
+constexpr std::size_t class_size(std::size_t c) noexcept {
+  return c * 16 + 8;
+}
 // The size class of an n-byte frame (n >= 1), and the size of its blocks.
 constexpr std::size_t frame_class(std::size_t n) noexcept {
-  return (n - 1) / kFrameGranule;
+  return (n + 7) / 16;
 }
+inline constexpr std::size_t kFrameClasses = frame_class(kMaxPooledFrame) + 1;
 constexpr std::size_t frame_block_size(std::size_t n) noexcept {
-  return n <= kMaxPooledFrame ? (frame_class(n) + 1) * kFrameGranule : n;
+  return n <= kMaxPooledFrame ? class_size(frame_class(n)) : n;
 }
+static_assert(class_size(frame_class(kMaxPooledFrame)) >= kMaxPooledFrame);
 
 // ::operator delete with the size where the compiler has sized deallocation (clang before
 // 19 does not by default).
@@ -101,7 +107,7 @@ std::size_t frame_cache_threads() noexcept;
   if (c < kFrameClasses && cache) [[likely]] {
     if (FreeFrame* f = cache->head[c]) [[likely]] {
       cache->head[c] = f->next;
-      cache->bytes -= (c + 1) * kFrameGranule;
+      cache->bytes -= class_size(c);
       return f;
     }
   }
@@ -115,7 +121,7 @@ std::size_t frame_cache_threads() noexcept;
 #if KETTLE_DETAIL_FRAME_LISTS
   const std::size_t c = frame_class(n);
   FrameCache* cache = tls_frame_cache;
-  const std::size_t size = (c + 1) * kFrameGranule;
+  const std::size_t size = class_size(c);
   if (c < kFrameClasses && cache && cache->bytes + size <= cache->limit) [[likely]] {
     cache->head[c] = ::new (p) FreeFrame{cache->head[c]};
     cache->bytes += size;
