@@ -62,21 +62,6 @@ void* frame_alloc_slow(std::size_t n) {
   return ::operator new(frame_block_size(n));
 }
 
-void frame_free_slow(void* p, std::size_t n) noexcept {
-  // Only a thread that has lists keeps a frame; one that never allocated frames (or is
-  // exiting) gives it back to the global allocator.
-  FrameCache* cache = tls_frame_cache;
-  if (cache && n <= kMaxPooledFrame) {
-    const std::size_t c = frame_class(n), size = class_size(c);
-    if (cache->bytes + size <= cache->limit) {
-      cache->head[c] = ::new (p) FreeFrame{cache->head[c]};
-      cache->bytes += size;
-      return;
-    }
-  }
-  free_block(p, frame_block_size(n));
-}
-
 void trim_frame_cache() noexcept {
   if (FrameCache* cache = tls_frame_cache; cache && cache->bytes > kIdleBytes)
     release_until(*cache, kIdleBytes, kTrimStep);
@@ -95,9 +80,6 @@ std::size_t frame_cache_bytes() noexcept {
 #else
 void* frame_alloc_slow(std::size_t n) {
   return ::operator new(frame_block_size(n));
-}
-void frame_free_slow(void* p, std::size_t n) noexcept {
-  free_block(p, frame_block_size(n));
 }
 void trim_frame_cache() noexcept {}
 void frame_cache_loop_running(bool) noexcept {}

@@ -90,7 +90,6 @@ struct FrameCache {
     nullptr;
 
 void* frame_alloc_slow(std::size_t n);
-void frame_free_slow(void* p, std::size_t n) noexcept;
 // Gives back what this thread's lists hold beyond kIdleBytes, at most a few MiB per call
 // (an event loop about to wait).
 void trim_frame_cache() noexcept;
@@ -127,7 +126,9 @@ std::size_t frame_cache_threads() noexcept;
     cache->bytes += size;
     return;
   }
-  frame_free_slow(p, n);
+  // No lists (a thread that never allocated frames, or one exiting), a large frame, or the
+  // lists are full: back to the global allocator.
+  free_block(p, frame_block_size(n));
 #else
   free_block(p, frame_block_size(n));
 #endif

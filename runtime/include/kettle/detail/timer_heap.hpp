@@ -103,19 +103,15 @@ class TimerHeap {
   void pop_due(std::int64_t now, F&& f) {
     for (;;) {
       TimerNode* n;
-      if (head_ && (heap_.empty() || run_first(*head_, heap_.front()))) {
-        if (head_->when > now) return;
-        n = head_;
-        unlink(n);
-      } else if (!heap_.empty() && heap_.front().when <= now) {
+      if (head_ && (heap_.empty() || less(Entry{head_->when, head_}, heap_.front()))) {
+        n = head_;  // the run's head fires first
+      } else if (!heap_.empty()) {
         n = heap_.front().node;
-        n->index = TimerNode::npos;
-        Entry last = heap_.back();
-        heap_.pop_back();
-        if (!heap_.empty()) sift_down(0, last);
       } else {
         return;
       }
+      if (n->when > now) return;
+      remove(n);
       f(n);
     }
   }
@@ -150,12 +146,6 @@ class TimerHeap {
     if (a.when != b.when) return a.when < b.when;
     return static_cast<std::int32_t>(a.node->seq - b.node->seq) < 0;
   }
-  // Whether the run's head fires before the heap's top.
-  static bool run_first(const TimerNode& r, const Entry& h) noexcept {
-    if (r.when != h.when) return r.when < h.when;
-    return static_cast<std::int32_t>(r.seq - h.node->seq) < 0;
-  }
-
   void unlink(TimerNode* n) noexcept {
     (n->prev_ ? n->prev_->next_ : head_) = n->next_;
     (n->next_ ? n->next_->prev_ : tail_) = n->prev_;
