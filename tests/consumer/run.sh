@@ -27,8 +27,7 @@ build_with_cmake() {
   cmake -S "$here" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_EXPORT_COMPILE_COMMANDS=ON "$@" >"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
   cmake --build "$dir" >>"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
-  if grep -E '"command":.*(app|plugin|load_plugin)\.cpp' "$dir/compile_commands.json" |
-       grep -q -- "-Wextra"; then
+  if [[ $(grep -E '"command":.*(app|plugin|load_plugin)\.cpp' "$dir/compile_commands.json") == *-Wextra* ]]; then
     echo "kettle's warning flags leaked into the consumer's compile lines" >&2
     return 1
   fi
@@ -64,7 +63,10 @@ for way in "${ways[@]}"; do
       step "add_subdirectory, shared libkettle, no GoogleTest"
       build_with_cmake "$work/subdir-build" -DKETTLE_SOURCE_DIR="$root" -DBUILD_SHARED_LIBS=ON \
         -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON
-      if ! ldd "$work/subdir-build/producer_consumer" | grep -q "libkettle.so"; then
+      # Whole outputs into variables, never "cmd | grep -q": under pipefail, grep -q leaving
+      # at the first match gives a writer still writing SIGPIPE, and the pipeline fails.
+      libs=$(ldd "$work/subdir-build/producer_consumer")
+      if [[ $libs != *libkettle.so* ]]; then
         echo "the shared build's program does not use libkettle.so" >&2
         exit 1
       fi
@@ -83,7 +85,7 @@ for way in "${ways[@]}"; do
         echo "installing the package needs root; skipped" >&2
         continue
       fi
-      if dpkg-query -W -f='${Status}' libkettle-dev 2>/dev/null | grep -q "install ok installed"; then
+      if [[ $(dpkg-query -W -f='${Status}' libkettle-dev 2>/dev/null) == *"install ok installed"* ]]; then
         echo "libkettle-dev is already installed on this machine; not touching it" >&2
         exit 1
       fi
