@@ -85,15 +85,25 @@ for way in "${ways[@]}"; do
         echo "installing the package needs root; skipped" >&2
         continue
       fi
-      if [[ $(dpkg-query -W -f='${Status}' libkettle-dev 2>/dev/null) == *"install ok installed"* ]]; then
-        echo "libkettle-dev is already installed on this machine; not touching it" >&2
-        exit 1
-      fi
-      trap 'dpkg -r libkettle-dev >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
+      installed=$(dpkg-query -W -f='${Status} ${Version}' libkettle-dev 2>/dev/null || true)
+      case $installed in
+        "" | *not-installed* | *config-files*) ;;
+        *" $(dpkg-deb -f "$deb" Version)")
+          # This very version: what a run of this check killed before its cleanup leaves.
+          echo "libkettle-dev ($installed) is already here, left by an interrupted run; removing it" >&2
+          dpkg --purge libkettle-dev >/dev/null
+          ;;
+        *)
+          echo "libkettle-dev ($installed) is installed on this machine; not touching it" >&2
+          exit 1
+          ;;
+      esac
+      trap 'dpkg --purge libkettle-dev >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+      # Wait for a dpkg lock someone else holds rather than fail at once.
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "$deb" >/dev/null
       build_with_cmake "$work/deb-build"
       build_with_pkg_config "$work/app-deb-pkg-config"
-      dpkg -r libkettle-dev >/dev/null
+      dpkg --purge libkettle-dev >/dev/null
       ;;
     *)
       echo "unknown way: $way" >&2
