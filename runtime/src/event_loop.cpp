@@ -225,11 +225,11 @@ void EventLoop::run_once() {
     } else {
       poll_io();
     }
-    core_.io_tick = 0;
-    core_.last_io_ns = detail::now_ns();
+    core_.io_polled();
     if (core_.inbox_pending()) core_.inbox_take(to_ready);
   } else if (core_.io_poll_due()) {
     poll_io();
+    core_.io_polled();
   }
   if (!timers.empty()) {
     timers.pop_due(detail::now_ns(), [&](detail::TimerNode* n) {

@@ -14,10 +14,10 @@ constexpr std::size_t kTrimStep = std::size_t(4) << 20;
 
 void release_until(FrameCache& cache, std::size_t keep, std::size_t at_most) noexcept {
   std::size_t released = 0;
-  for (std::size_t c = kFrameClasses; c-- > 0 && cache.bytes > keep && released < at_most;) {
+  for (std::size_t c = kFrameClasses; c-- > 0;) {
     const std::size_t size = class_size(c);
-    while (FreeFrame* f = cache.head[c]) {
-      if (cache.bytes <= keep || released >= at_most) break;
+    while (cache.bytes > keep && released < at_most && cache.head[c]) {
+      FreeFrame* f = cache.head[c];
       cache.head[c] = f->next;
       cache.bytes -= size;
       released += size;
@@ -78,9 +78,6 @@ std::size_t frame_cache_bytes() noexcept {
   return tls_frame_cache ? tls_frame_cache->bytes : 0;
 }
 #else
-void* frame_alloc_slow(std::size_t n) {
-  return ::operator new(frame_block_size(n));
-}
 void trim_frame_cache() noexcept {}
 void frame_cache_loop_running(bool) noexcept {}
 std::size_t frame_cache_bytes() noexcept {

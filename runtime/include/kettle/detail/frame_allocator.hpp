@@ -89,7 +89,7 @@ struct FrameCache {
 [[gnu::tls_model("initial-exec")]] inline constinit thread_local FrameCache* tls_frame_cache =
     nullptr;
 
-void* frame_alloc_slow(std::size_t n);
+void* frame_alloc_slow(std::size_t n);  // (defined only where the lists are on)
 // Gives back what this thread's lists hold beyond kIdleBytes, at most a few MiB per call
 // (an event loop about to wait).
 void trim_frame_cache() noexcept;
@@ -128,10 +128,8 @@ std::size_t frame_cache_threads() noexcept;
   }
   // No lists (a thread that never allocated frames, or one exiting), a large frame, or the
   // lists are full: back to the global allocator.
-  free_block(p, frame_block_size(n));
-#else
-  free_block(p, frame_block_size(n));
 #endif
+  free_block(p, frame_block_size(n));
 }
 
 }  // namespace kettle::detail

@@ -113,30 +113,24 @@ class LoopCore {
   static constexpr unsigned kIoInterval = 61;
   static constexpr std::int64_t kIoGapNs = 20'000;
 
-  // Called once per busy iteration: whether to poll the io_context now.
+  // Counts one busy step: whether the io_context is due a poll. It stays due until the
+  // loop polls and says so with io_polled().
   bool io_poll_due() noexcept {
     if (++io_tick < kIoInterval) return false;
+    if (now_ns() - last_io_ns >= kIoGapNs) return true;
     io_tick = 0;
-    std::int64_t now = now_ns();
-    if (now - last_io_ns < kIoGapNs) return false;
-    last_io_ns = now;
-    return true;
+    return false;
+  }
+  void io_polled() noexcept {
+    io_tick = 0;
+    last_io_ns = now_ns();
   }
 
   // sleep(0) with nothing else ready, no timer armed, nothing posted from another thread,
   // no I/O poll due and no stop requested is a no-op: yielding would only come straight
   // back to the same task.
   bool yield_is_noop() noexcept {
-    if (!ready.empty() || !timers.empty() || stopping || inbox_pending()) return false;
-    if (io_tick + 1 < kIoInterval) {
-      ++io_tick;
-      return true;
-    }
-    if (now_ns() - last_io_ns < kIoGapNs) {
-      io_tick = 0;
-      return true;
-    }
-    return false;  // a poll is due: the yield goes through the loop, whose io_poll_due() says so
+    return ready.empty() && timers.empty() && !stopping && !inbox_pending() && !io_poll_due();
   }
 
   void attach(LoopResource* r) noexcept {
