@@ -78,6 +78,10 @@ std::size_t frame_cache_bytes() noexcept {
   return tls_frame_cache ? tls_frame_cache->bytes : 0;
 }
 #else
+// Called by the headers of a program built without ASan against a library built with it.
+void* frame_alloc_slow(std::size_t n) {
+  return ::operator new(frame_block_size(n));
+}
 void trim_frame_cache() noexcept {}
 void frame_cache_loop_running(bool) noexcept {}
 std::size_t frame_cache_bytes() noexcept {

@@ -89,7 +89,7 @@ struct FrameCache {
 [[gnu::tls_model("initial-exec")]] inline constinit thread_local FrameCache* tls_frame_cache =
     nullptr;
 
-void* frame_alloc_slow(std::size_t n);  // (defined only where the lists are on)
+void* frame_alloc_slow(std::size_t n);
 // Gives back what this thread's lists hold beyond kIdleBytes, at most a few MiB per call
 // (an event loop about to wait).
 void trim_frame_cache() noexcept;
