@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <kettle/kettle.hpp>
@@ -300,6 +301,51 @@ TEST(Queue, test_move_only_items) {
     pq.put_nowait(std::make_unique<int>(5));
     pq.put_nowait(std::make_unique<int>(2));
     EXPECT_EQ(*pq.get_nowait(), 2);
+  });
+}
+
+// Threads: a queue is not thread-safe while its loop runs; once it has stopped, the queue is
+// plain data again (asyncio's nowait methods never check the loop).
+
+TEST(Queue, test_nowait_from_another_thread_while_its_loop_runs_raises) {
+  run_test([]() -> Coro<> {
+    kettle::Queue<int> q;
+    Task<int> getter = kettle::create_task(get(q));
+    co_await kettle::sleep(0);  // waiting: the queue is bound to this loop
+    bool put_raised = false;
+    std::thread other([&] {
+      try {
+        q.put_nowait(1);
+      } catch (const kettle::RuntimeError& e) {
+        put_raised = std::string(e.what()).find("running on another thread") != std::string::npos;
+      }
+    });
+    other.join();
+    EXPECT_TRUE(put_raised);
+    EXPECT_FALSE(getter.done());
+    q.put_nowait(2);
+    EXPECT_EQ(co_await getter, 2);
+  });
+}
+
+TEST(Queue, test_nowait_once_its_loop_has_stopped) {
+  kettle::Queue<int> q(2);
+  run_test([&]() -> Coro<> {
+    Task<int> getter = kettle::create_task(get(q));
+    co_await kettle::sleep(0);  // bound to this loop
+    q.put_nowait(1);
+    EXPECT_EQ(co_await getter, 1);
+    q.put_nowait(2);  // left in the queue when the loop ends
+  });
+  EXPECT_EQ(q.get_nowait(), 2);  // drained after kettle::run, on its thread
+  q.put_nowait(3);
+  int from_thread = 0;
+  std::thread([&] { from_thread = q.get_nowait(); }).join();
+  EXPECT_EQ(from_thread, 3);
+  run_test([&]() -> Coro<> {
+    q.put_nowait(4);  // another loop, while the bound one is not running
+    EXPECT_EQ(q.get_nowait(), 4);
+    EXPECT_THROW(co_await q.get(), kettle::RuntimeError);  // waiting stays bound, as asyncio
   });
 }
 

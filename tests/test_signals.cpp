@@ -39,13 +39,22 @@ int sleep_and_return(int ms, int v) {
   return v;
 }
 
-bool gone(int pid) {
+bool gone_now(int pid) {
   if (::kill(pid, 0) != 0) return true;
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string s;
   std::getline(f, s);
   auto close = s.rfind(')');
   return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
+}
+
+// A process killed just before its parent exited may still be dying: give it 10 s (those
+// checked here would otherwise live for a minute).
+bool gone(int pid) {
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(10ms))
+    if (gone_now(pid)) return true;
+  return gone_now(pid);
 }
 
 }  // namespace

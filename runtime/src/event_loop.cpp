@@ -1,7 +1,9 @@
 #include "kettle/event_loop.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <mutex>
 #include <ostream>
 #include <typeinfo>
 
@@ -25,6 +27,23 @@ constexpr std::size_t kSpinWaitsMax = 8;
 }  // namespace
 
 namespace detail {
+namespace {
+struct RunningLoops {
+  std::mutex mutex;
+  std::vector<std::uint64_t> ids;
+};
+RunningLoops& running_loops() {
+  static auto* r = new RunningLoops;  // never destroyed: a loop may run during exit
+  return *r;
+}
+}  // namespace
+
+bool loop_is_running(std::uint64_t id) noexcept {
+  RunningLoops& r = running_loops();
+  std::lock_guard lock(r.mutex);
+  return std::find(r.ids.begin(), r.ids.end(), id) != r.ids.end();
+}
+
 bool LoopGate::post(Runnable* r) {
   // On the loop's own running thread the loop cannot be closing: no need to check in.
   LoopCore* here = tls_loop;
@@ -179,6 +198,11 @@ void EventLoop::run_forever() {
   struct Running {
     EventLoop& loop;
     explicit Running(EventLoop& l) : loop(l) {
+      auto& r = detail::running_loops();
+      {
+        std::lock_guard lock(r.mutex);
+        r.ids.push_back(loop.core_.id);
+      }
       loop.running_ = true;
       loop.thread_ = std::this_thread::get_id();
       detail::tls_loop = &loop.core_;
@@ -187,6 +211,11 @@ void EventLoop::run_forever() {
     ~Running() {
       detail::frame_cache_loop_running(false);
       detail::tls_loop = nullptr;
+      auto& r = detail::running_loops();
+      {
+        std::lock_guard lock(r.mutex);
+        std::erase(r.ids, loop.core_.id);
+      }
       loop.running_ = false;
       loop.core_.stopping = false;
       loop.thread_ = {};

@@ -19,6 +19,14 @@ void LoopBound::bind_or_throw(LoopCore* l, const char* what) {
                      ": this lock or queue is bound to a different event loop (another thread); "
                      "kettle's locks and queues are not thread-safe");
 }
+
+void LoopBound::refuse_while_running(const char* what) const {
+  if (loop_is_running(loop_id_))
+    throw RuntimeError(std::string(what) +
+                       ": this lock or queue belongs to an event loop that is running on "
+                       "another thread; kettle's locks and queues are not thread-safe (reach "
+                       "that loop with call_soon_threadsafe or run_coroutine_threadsafe)");
+}
 }  // namespace detail
 
 // Lock

@@ -16,9 +16,11 @@
 /// @endcode
 ///
 /// As in asyncio, these are for tasks of one loop: they are not thread-safe. Each binds to
-/// the loop that first uses it; using it from another thread or loop raises RuntimeError.
-/// All are fair: waiters are served in the order they started waiting. Cancellation never
-/// loses a wake-up: a waiter cancelled at the moment it was woken passes it on.
+/// the loop that first awaits one of its methods; awaiting one from another loop raises
+/// RuntimeError, and so does any call from another thread while that loop runs. Once it has
+/// stopped, the methods that do not wait (set(), release(), ...) may be called from anywhere. All
+/// are fair: waiters are served in the order they started waiting. Cancellation never loses a
+/// wake-up: a waiter cancelled at the moment it was woken passes it on.
 #pragma once
 
 #include "kettle/detail/requires_cxx20.hpp"

@@ -466,9 +466,12 @@ void PoolCore::dispatch() noexcept {
         ++live;
         ++idle;
       }
+      // A fork server's worker may report READY before the server reports its pid: it gets
+      // no task until then, so that worker_pids() names every worker that runs one.
       std::vector<Worker*> ready;
       for (auto& w : workers_)
-        if (w->ready && !w->retiring && !w->exit_sent && w->live()) ready.push_back(w.get());
+        if (w->ready && w->pid > 0 && !w->retiring && !w->exit_sent && w->live())
+          ready.push_back(w.get());
       if (!ready.empty() && !pending_.empty()) {
         // Short tasks go several to a worker, so that it never idles for the round trip;
         // long ones one at a time, so that none waits behind another while a worker idles.
@@ -619,6 +622,7 @@ void PoolCore::server_reported(Worker& w, int pid, int pidfd) noexcept {
   if (sig) w.pending_signal = sig;
   if (w.poisoned) w.pending_signal = SIGKILL;
   if (int s = std::exchange(w.pending_signal, 0)) signal(w, s);
+  post_dispatch();  // it may have been ready before: it can take tasks now
 }
 
 void PoolCore::watch_pid(Worker* w) {

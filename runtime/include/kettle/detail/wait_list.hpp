@@ -155,8 +155,10 @@ inline WaitNode::~WaitNode() {
 }
 
 // asyncio's _LoopBoundMixin, and kettle's foreign-thread check: a primitive is bound to
-// the loop that first uses it, and every operation checks that it runs on that loop's
-// thread (RuntimeError otherwise). Locks and queues are not thread-safe, as in asyncio.
+// the loop that first awaits one of its methods, and an await on another loop raises RuntimeError.
+// Locks and queues are not thread-safe, as in asyncio: an operation that needs no loop (a state
+// change) raises RuntimeError while the bound loop runs on another thread, and is allowed
+// once it has stopped (draining a queue after kettle::run returns, as Python allows).
 class LoopBound {
  protected:
   void check_loop(const char* what) {
@@ -165,15 +167,16 @@ class LoopBound {
       return;
     bind_or_throw(l, what);
   }
-  // For operations that need no loop (state changes): only refuse a foreign thread.
   void check_thread(const char* what) {
     if (!loop_id_) return;
     LoopCore* l = tls_loop;
-    if (!l || l->id != loop_id_) bind_or_throw(l, what);
+    if (!l || l->id != loop_id_) [[unlikely]]
+      refuse_while_running(what);
   }
 
  private:
   void bind_or_throw(LoopCore* l, const char* what);
+  void refuse_while_running(const char* what) const;
   std::uint64_t loop_id_ = 0;  // 0: not bound yet
 };
 
