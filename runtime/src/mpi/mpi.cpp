@@ -539,7 +539,12 @@ class ExecCore : public std::enable_shared_from_this<ExecCore> {
       proc::Writer(m).u64(exec_id_);
       std::uint32_t n = 0;
       std::vector<proc::Task> batch;
-      while (!pending_.empty() && n < share && (n == 0 || m.size() < (1u << 20))) {
+      // A batch stays one MPI message (INT_MAX bytes; one call's frame was checked to fit).
+      auto room = [&] {
+        return m.size() < (1u << 20) &&
+               m.size() + pending_.front().frame.size() < static_cast<std::size_t>(INT_MAX);
+      };
+      while (!pending_.empty() && n < share && (n == 0 || room())) {
         proc::Task t = std::move(pending_.front());
         pending_.pop_front();
         lock.unlock();
@@ -562,10 +567,11 @@ class ExecCore : public std::enable_shared_from_this<ExecCore> {
       }
       if (n == 0) continue;
       lock.unlock();
-      post(std::move(m), w.rank, kTagTasks);
+      // Running before it is sent: if the send fails, fail_everything fails these too.
       for (auto& t : batch)
         w.running.push_back(std::move(t));
       w.messages.push_back({n, kettle::detail::now_ns()});
+      post(std::move(m), w.rank, kTagTasks);
       any = true;
       lock.lock();
     }
