@@ -317,7 +317,8 @@ TEST(Queue, test_nowait_from_another_thread_while_its_loop_runs_raises) {
       try {
         q.put_nowait(1);
       } catch (const kettle::RuntimeError& e) {
-        put_raised = std::string(e.what()).find("running on another thread") != std::string::npos;
+        put_raised =
+            std::string(e.what()).find("an event loop of another thread") != std::string::npos;
       }
     });
     other.join();
@@ -326,6 +327,34 @@ TEST(Queue, test_nowait_from_another_thread_while_its_loop_runs_raises) {
     q.put_nowait(2);
     EXPECT_EQ(co_await getter, 2);
   });
+}
+
+TEST(Queue, test_nowait_between_runs_of_its_loop) {
+  // A loop the program keeps: between its runs the queue is plain data for the loop's
+  // thread, not for another one (the loop could run again there at any time).
+  kettle::Queue<int> q;
+  auto loop = std::make_unique<kettle::EventLoop>();
+  loop->run_until_complete([](kettle::Queue<int>& q) -> Coro<> {
+    Task<int> getter = kettle::create_task(get(q));
+    co_await kettle::sleep(0);  // bound to this loop
+    q.put_nowait(1);
+    EXPECT_EQ(co_await getter, 1);
+  }(q));
+  q.put_nowait(2);  // its thread, the loop stopped
+  bool raised = false;
+  std::thread([&] {
+    try {
+      q.get_nowait();
+    } catch (const kettle::RuntimeError&) {
+      raised = true;
+    }
+  }).join();
+  EXPECT_TRUE(raised);
+  EXPECT_EQ(q.qsize(), 1u);
+  loop.reset();  // gone: anyone may use the queue now
+  int got = 0;
+  std::thread([&] { got = q.get_nowait(); }).join();
+  EXPECT_EQ(got, 2);
 }
 
 TEST(Queue, test_nowait_once_its_loop_has_stopped) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <kettle/kettle.hpp>
@@ -842,6 +843,33 @@ TEST(Streams, test_open_connection) {
     writer.close();
     co_await writer.wait_closed();
     EXPECT_EQ(writer.fileno(), -1);
+    server.close();
+    co_await server.wait_closed();
+  });
+}
+
+TEST(Streams, test_write_from_another_thread_raises) {
+  // A connection belongs to its loop's thread from the start: not thread-safe, as in asyncio.
+  run_test([]() -> Coro<> {
+    kettle::Server server = co_await kettle::start_server(echo_lines, "127.0.0.1", 0);
+    auto [reader, writer] = co_await kettle::open_connection("127.0.0.1", port_of(server));
+    int raised = 0;
+    std::thread([&, &w = writer] {
+      for (auto f : {+[](kettle::StreamWriter& w) { w.write("x\n"); },
+                     +[](kettle::StreamWriter& w) { w.close(); }}) {
+        try {
+          f(w);
+        } catch (const kettle::RuntimeError&) {
+          ++raised;
+        }
+      }
+    }).join();
+    EXPECT_EQ(raised, 2);
+    EXPECT_FALSE(writer.is_closing());
+    writer.write("y\n");  // its own thread
+    EXPECT_EQ(co_await reader.readline(), "y\n");
+    writer.close();
+    co_await writer.wait_closed();
     server.close();
     co_await server.wait_closed();
   });

@@ -1,5 +1,7 @@
 #include "kettle/event_loop.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -28,20 +30,47 @@ constexpr std::size_t kSpinWaitsMax = 8;
 
 namespace detail {
 namespace {
-struct RunningLoops {
+// Every loop that exists, with the thread that runs it, last ran it or made it: a lock or
+// queue bound to a loop is plain data again for that thread while the loop does not run
+// there, and for every thread once the loop is gone (LoopBound::check_thread).
+struct LoopRegistry {
   std::mutex mutex;
-  std::vector<std::uint64_t> ids;
+  std::vector<std::pair<std::uint64_t, std::thread::id>> loops;
+  auto find(std::uint64_t id) {
+    return std::find_if(loops.begin(), loops.end(), [id](const auto& e) { return e.first == id; });
+  }
 };
-RunningLoops& running_loops() {
-  static auto* r = new RunningLoops;  // never destroyed: a loop may run during exit
+LoopRegistry& loop_registry() {
+  static LoopRegistry* r = [] {
+    auto* p = new LoopRegistry;  // never destroyed: a loop may be made or run during exit
+    // A fork()ed child must not inherit the mutex held by a thread it does not have.
+    ::pthread_atfork([] { loop_registry().mutex.lock(); }, [] { loop_registry().mutex.unlock(); },
+                     [] { loop_registry().mutex.unlock(); });
+    return p;
+  }();
   return *r;
+}
+void loop_owned_here(std::uint64_t id) {
+  LoopRegistry& r = loop_registry();
+  std::lock_guard lock(r.mutex);
+  auto it = r.find(id);
+  if (it == r.loops.end())
+    r.loops.emplace_back(id, std::this_thread::get_id());
+  else
+    it->second = std::this_thread::get_id();
+}
+void loop_gone(std::uint64_t id) noexcept {
+  LoopRegistry& r = loop_registry();
+  std::lock_guard lock(r.mutex);
+  if (auto it = r.find(id); it != r.loops.end()) r.loops.erase(it);
 }
 }  // namespace
 
-bool loop_is_running(std::uint64_t id) noexcept {
-  RunningLoops& r = running_loops();
+bool loop_gone_or_owned_here(std::uint64_t id) noexcept {
+  LoopRegistry& r = loop_registry();
   std::lock_guard lock(r.mutex);
-  return std::find(r.ids.begin(), r.ids.end(), id) != r.ids.end();
+  auto it = r.find(id);
+  return it == r.loops.end() || it->second == std::this_thread::get_id();
 }
 
 bool LoopGate::post(Runnable* r) {
@@ -98,6 +127,7 @@ void LoopCore::inbox_push(Runnable* r) {
 }  // namespace detail
 
 EventLoop::EventLoop() {
+  detail::loop_owned_here(core_.id);
   const char* env = std::getenv("KETTLE_DEBUG");  // as PYTHONASYNCIODEBUG: set and not empty
   if (env && *env) core_.debug = true;
 }
@@ -126,6 +156,7 @@ EventLoop::~EventLoop() {
   }
   close();
   default_executor_.reset();  // joins its threads
+  detail::loop_gone(core_.id);
 }
 
 ThreadPoolExecutor& EventLoop::default_executor() {
@@ -198,11 +229,7 @@ void EventLoop::run_forever() {
   struct Running {
     EventLoop& loop;
     explicit Running(EventLoop& l) : loop(l) {
-      auto& r = detail::running_loops();
-      {
-        std::lock_guard lock(r.mutex);
-        r.ids.push_back(loop.core_.id);
-      }
+      detail::loop_owned_here(loop.core_.id);
       loop.running_ = true;
       loop.thread_ = std::this_thread::get_id();
       detail::tls_loop = &loop.core_;
@@ -211,11 +238,6 @@ void EventLoop::run_forever() {
     ~Running() {
       detail::frame_cache_loop_running(false);
       detail::tls_loop = nullptr;
-      auto& r = detail::running_loops();
-      {
-        std::lock_guard lock(r.mutex);
-        std::erase(r.ids, loop.core_.id);
-      }
       loop.running_ = false;
       loop.core_.stopping = false;
       loop.thread_ = {};

@@ -20,12 +20,13 @@ void LoopBound::bind_or_throw(LoopCore* l, const char* what) {
                      "kettle's locks and queues are not thread-safe");
 }
 
-void LoopBound::refuse_while_running(const char* what) const {
-  if (loop_is_running(loop_id_))
+void LoopBound::refuse_unless_free(const char* what) const {
+  if (!loop_gone_or_owned_here(loop_id_))
     throw RuntimeError(std::string(what) +
-                       ": this lock or queue belongs to an event loop that is running on "
-                       "another thread; kettle's locks and queues are not thread-safe (reach "
-                       "that loop with call_soon_threadsafe or run_coroutine_threadsafe)");
+                       ": this lock, queue or stream belongs to an event loop of another "
+                       "thread; kettle's locks, queues and streams are not thread-safe: use it "
+                       "from that loop (call_soon_threadsafe or run_coroutine_threadsafe reach "
+                       "it), or once that loop is gone");
 }
 }  // namespace detail
 

@@ -42,6 +42,7 @@ using Socket = asio::generic::stream_protocol::socket;
 
 class ReaderCore : public LoopBound {
  public:
+  using LoopBound::bind_to;
   using LoopBound::check_loop;
   using LoopBound::check_thread;
   explicit ReaderCore(std::size_t limit) : limit_(limit) {
@@ -219,6 +220,8 @@ class StreamTransport final : public LoopResource,
         fd_(sock_->native_handle()),
         peer_desc_(peer_name().to_string()) {
     reader_->transport_ = this;
+    bind_to(loop);  // its loop's thread only, from the start (not thread-safe)
+    reader_->bind_to(loop);
     loop_->attach(this);
   }
   // One end of a pipe (asyncio's pipe transports): the reading end with a reader, or the
@@ -230,7 +233,11 @@ class StreamTransport final : public LoopResource,
         fd_(sock_->native_handle()),
         peer_desc_(std::move(desc)),
         pipe_(true) {
-    if (reader_) reader_->transport_ = this;
+    bind_to(loop);
+    if (reader_) {
+      reader_->transport_ = this;
+      reader_->bind_to(loop);
+    }
     loop_->attach(this);
   }
   ~StreamTransport();
@@ -856,6 +863,7 @@ class ServerCore final : public LoopResource,
   using LoopBound::check_thread;
   ServerCore(LoopCore& loop, ClientConnected cb, ServerConfig options)
       : cb_(std::move(cb)), loop_(&loop), options_(options) {
+    bind_to(loop);
     loop_->attach(this);
   }
   ~ServerCore() {

@@ -17,8 +17,9 @@
 ///
 /// As in asyncio, these are for tasks of one loop: they are not thread-safe. Each binds to
 /// the loop that first awaits one of its methods; awaiting one from another loop raises
-/// RuntimeError, and so does any call from another thread while that loop runs. Once it has
-/// stopped, the methods that do not wait (set(), release(), ...) may be called from anywhere. All
+/// RuntimeError, and so does any call from another thread than the loop's while the loop
+/// exists. The methods that do not wait (set(), release(), ...) may be called by the loop's
+/// thread between its runs, and from anywhere once the loop is gone. All
 /// are fair: waiters are served in the order they started waiting. Cancellation never loses a
 /// wake-up: a waiter cancelled at the moment it was woken passes it on.
 #pragma once

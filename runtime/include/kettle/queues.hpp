@@ -17,9 +17,10 @@
 /// head of the queue and wakes the next getter.
 ///
 /// As in asyncio, a queue is for the tasks of one loop: not thread-safe, and bound to the
-/// loop that first awaits one of its methods. Awaiting one from another loop raises RuntimeError,
-/// and so does any call from another thread while that loop runs; once it has stopped, the methods
-/// that do not wait may be called from anywhere (say, to drain the queue after kettle::run).
+/// loop that first awaits one of its methods. Awaiting one from another loop raises
+/// RuntimeError, and so does any call from another thread than the loop's while the loop
+/// exists. The methods that do not wait may be called by the loop's thread between its runs,
+/// and from anywhere once the loop is gone (say, to drain the queue after kettle::run).
 #pragma once
 
 #include "kettle/detail/requires_cxx20.hpp"

@@ -23,7 +23,8 @@
 ///
 /// Readers and writers are handles: copies share one connection. A Server is move-only;
 /// destroying it closes it.
-/// Thread safety: loop-local; everything belongs to the loop that made it.
+/// Thread safety: loop-local; everything belongs to the loop that made it. A call from
+/// another thread than that loop's raises RuntimeError while the loop exists.
 #pragma once
 
 #include "kettle/detail/requires_cxx20.hpp"

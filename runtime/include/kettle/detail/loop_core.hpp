@@ -218,7 +218,7 @@ class LoopCore {
 // of static TLS, which fits what glibc reserves even for a dlopen()ed library.
 [[gnu::tls_model("initial-exec")]] inline constinit thread_local LoopCore* tls_loop = nullptr;
 
-// Whether the loop with this id is running now, on any thread (run_forever keeps a registry).
-bool loop_is_running(std::uint64_t id) noexcept;
+// Whether the loop with this id no longer exists, or this thread made it or last ran it.
+bool loop_gone_or_owned_here(std::uint64_t id) noexcept;
 
 }  // namespace kettle::detail

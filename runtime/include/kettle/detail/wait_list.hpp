@@ -155,10 +155,12 @@ inline WaitNode::~WaitNode() {
 }
 
 // asyncio's _LoopBoundMixin, and kettle's foreign-thread check: a primitive is bound to
-// the loop that first awaits one of its methods, and an await on another loop raises RuntimeError.
-// Locks and queues are not thread-safe, as in asyncio: an operation that needs no loop (a state
-// change) raises RuntimeError while the bound loop runs on another thread, and is allowed
-// once it has stopped (draining a queue after kettle::run returns, as Python allows).
+// the loop that first awaits one of its methods (or, for a stream, the loop that made it),
+// and an await on another loop raises RuntimeError. Locks, queues and streams are not
+// thread-safe, as in asyncio: an operation that needs no loop (a state change) raises
+// RuntimeError on any other thread than the bound loop's while that loop exists; on the
+// thread that ran it, it is allowed while the loop does not run (draining a queue between
+// run_until_complete calls), and anywhere once the loop is gone (after kettle::run).
 class LoopBound {
  protected:
   void check_loop(const char* what) {
@@ -171,12 +173,13 @@ class LoopBound {
     if (!loop_id_) return;
     LoopCore* l = tls_loop;
     if (!l || l->id != loop_id_) [[unlikely]]
-      refuse_while_running(what);
+      refuse_unless_free(what);
   }
+  void bind_to(const LoopCore& l) noexcept { loop_id_ = l.id; }
 
  private:
   void bind_or_throw(LoopCore* l, const char* what);
-  void refuse_while_running(const char* what) const;
+  void refuse_unless_free(const char* what) const;
   std::uint64_t loop_id_ = 0;  // 0: not bound yet
 };
 
