@@ -1,5 +1,5 @@
-// Test helpers shared by the test files: exceptions from awaits, descriptor counts, and this
-// test binary run again as a helper process.
+// Test helpers shared by the test files: exceptions from awaits, descriptor counts, this
+// test binary run again as a helper process, and waiting for processes to be gone.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -75,4 +76,32 @@ inline std::optional<int> wait_helper(pid_t child, std::chrono::milliseconds lim
   ::kill(child, SIGKILL);
   ::waitpid(child, &status, 0);
   return std::nullopt;
+}
+
+// Whether the process is gone: no such pid, or a zombie nobody reaps (PID 1 in a container
+// may not).
+inline bool process_gone(int pid) {
+  if (::kill(pid, 0) != 0) return true;
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return true;
+  char buf[512] = {};
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  std::string s(buf, n);
+  auto close = s.rfind(')');
+  return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
+}
+
+// Whether all of them are gone within `limit` (a process killed a moment ago may still be
+// dying).
+inline bool wait_gone(const std::vector<int>& pids, std::chrono::milliseconds limit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    bool all = true;
+    for (int p : pids)
+      all = all && process_gone(p);
+    if (all) return true;
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }

@@ -166,31 +166,6 @@ void wait_running(const kettle::Future<T>& f) {
   std::this_thread::sleep_for(20ms);  // and that the worker has begun running it
 }
 
-bool process_gone(int pid) {
-  if (::kill(pid, 0) != 0) return true;
-  // A zombie nobody reaps (PID 1 in a container may not) is gone too.
-  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (!f) return true;
-  char buf[512] = {};
-  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  std::string s(buf, n);
-  auto close = s.rfind(')');
-  return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
-}
-
-bool wait_gone(const std::vector<int>& pids, std::chrono::milliseconds limit) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    bool all = true;
-    for (int p : pids)
-      all = all && process_gone(p);
-    if (all) return true;
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-}
-
 }  // namespace
 
 TEST(ProcessPoolExecutor, test_user_type_round_trip) {

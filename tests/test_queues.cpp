@@ -304,8 +304,8 @@ TEST(Queue, test_move_only_items) {
   });
 }
 
-// Threads: a queue is not thread-safe while its loop runs; once it has stopped, the queue is
-// plain data again (asyncio's nowait methods never check the loop).
+// Threads: a queue is not thread-safe while its loop exists; its nowait methods are allowed on
+// the loop's thread between runs and anywhere once the loop is gone (asyncio's never check).
 
 TEST(Queue, test_nowait_from_another_thread_while_its_loop_runs_raises) {
   run_test([]() -> Coro<> {
@@ -357,7 +357,7 @@ TEST(Queue, test_nowait_between_runs_of_its_loop) {
   EXPECT_EQ(got, 2);
 }
 
-TEST(Queue, test_nowait_once_its_loop_has_stopped) {
+TEST(Queue, test_nowait_once_its_loop_is_gone) {
   kettle::Queue<int> q(2);
   run_test([&]() -> Coro<> {
     Task<int> getter = kettle::create_task(get(q));
@@ -372,7 +372,7 @@ TEST(Queue, test_nowait_once_its_loop_has_stopped) {
   std::thread([&] { from_thread = q.get_nowait(); }).join();
   EXPECT_EQ(from_thread, 3);
   run_test([&]() -> Coro<> {
-    q.put_nowait(4);  // another loop, while the bound one is not running
+    q.put_nowait(4);  // another loop, the bound one gone
     EXPECT_EQ(q.get_nowait(), 4);
     EXPECT_THROW(co_await q.get(), kettle::RuntimeError);  // waiting stays bound, as asyncio
   });

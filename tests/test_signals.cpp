@@ -39,24 +39,6 @@ int sleep_and_return(int ms, int v) {
   return v;
 }
 
-bool gone_now(int pid) {
-  if (::kill(pid, 0) != 0) return true;
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s;
-  std::getline(f, s);
-  auto close = s.rfind(')');
-  return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
-}
-
-// A process killed just before its parent exited may still be dying: give it 10 s (those
-// checked here would otherwise live for a minute).
-bool gone(int pid) {
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(10ms))
-    if (gone_now(pid)) return true;
-  return gone_now(pid);
-}
-
 }  // namespace
 
 // --- loop.add_signal_handler ---
@@ -394,7 +376,7 @@ TEST(RunnerSigint, ctrl_c_with_everything_busy) {
   EXPECT_EQ(lines, (std::vector<std::string>{"marker", "KeyboardInterrupt"}));
   EXPECT_EQ(pids.size(), 3u);
   for (int p : pids)
-    EXPECT_TRUE(gone(p)) << "process " << p << " survived";
+    EXPECT_TRUE(wait_gone({p}, 10s)) << "process " << p << " survived";  // (or lives a minute)
 }
 
 // Run in a child by ctrl_c_reaches_a_loop_that_does_not_run: the loop thread blocks, so

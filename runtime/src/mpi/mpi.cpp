@@ -539,7 +539,7 @@ class ExecCore : public std::enable_shared_from_this<ExecCore> {
       proc::Writer(m).u64(exec_id_);
       std::uint32_t n = 0;
       std::vector<proc::Task> batch;
-      // A batch stays one MPI message (INT_MAX bytes; one call's frame was checked to fit).
+      // A batch stays one MPI message (INT_MAX bytes; a call too large alone fails below).
       auto room = [&] {
         return m.size() < (1u << 20) &&
                m.size() + pending_.front().frame.size() < static_cast<std::size_t>(INT_MAX);
